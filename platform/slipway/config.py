@@ -1,0 +1,125 @@
+"""Every setting Slipway reads, taken from the environment in this one place.
+
+Nothing else in the package reads ``os.environ`` for configuration: code receives a
+``Settings`` object (or calls :func:`get_settings`) so tests can build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Turn ``"512M"``, ``"2G"``, ``"2gb"`` or ``"1048576"`` into a number of bytes."""
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    number = value.rstrip("kmgt")
+    unit = value[len(number) :]
+    if not number or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (use a number with an optional K, M, G or T)")
+    return int(float(number) * _UNITS[unit])
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("/var/lib/slipway")
+    api_bind: str = "127.0.0.1:7000"
+    router_bind: str = "0.0.0.0:80"
+    domain: str = "localhost"
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    volume_provider: str = "loopfile"
+    # Images: the tree under images/ in the source checkout
+    image_prefix: str = "slipway/"
+    images_dir: Path = Path(__file__).resolve().parents[2] / "images"
+    # Builds (the Modulus standard: 2 GB volumes, 15 minutes)
+    build_timeout: int = 900
+    build_volume_size: int = 2 * 1024**3
+    build_memory: int = 2 * 1024**3
+    build_pids: int = 1024
+    ca_bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")
+    # Instances
+    instance_volume_size: int = 1024**3
+    default_memory: int = 512 * 1024**2
+    instance_pids: int = 512
+    start_timeout: int = 60
+    # Uploads and disk hygiene
+    max_upload_size: int = 200 * 1024**2
+    keep_releases: int = 5
+    # LVM thin provider
+    lvm_volume_group: str = "slipway"
+    lvm_thin_pool: str = "pool"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def git_dir(self) -> Path:
+        return self.data_dir / "git"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.data_dir / "nginx"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = cls()
+        return cls(
+            data_dir=Path(_env("SLIPWAY_DATA_DIR", str(d.data_dir))),
+            api_bind=_env("SLIPWAY_API_BIND", d.api_bind),
+            router_bind=_env("SLIPWAY_ROUTER_BIND", d.router_bind),
+            domain=_env("SLIPWAY_DOMAIN", d.domain),
+            database_url=_env("SLIPWAY_DATABASE_URL", d.database_url),
+            redis_url=_env("SLIPWAY_REDIS_URL", d.redis_url),
+            volume_provider=_env("SLIPWAY_VOLUME_PROVIDER", d.volume_provider),
+            image_prefix=_env("SLIPWAY_IMAGE_PREFIX", d.image_prefix),
+            images_dir=Path(_env("SLIPWAY_IMAGES_DIR", str(d.images_dir))),
+            build_timeout=int(_env("SLIPWAY_BUILD_TIMEOUT", str(d.build_timeout))),
+            build_volume_size=parse_size(_env("SLIPWAY_BUILD_VOLUME_SIZE", "2G")),
+            build_memory=parse_size(_env("SLIPWAY_BUILD_MEMORY", "2G")),
+            build_pids=int(_env("SLIPWAY_BUILD_PIDS", str(d.build_pids))),
+            ca_bundle=Path(_env("SLIPWAY_CA_BUNDLE", str(d.ca_bundle))),
+            instance_volume_size=parse_size(_env("SLIPWAY_INSTANCE_VOLUME_SIZE", "1G")),
+            default_memory=parse_size(_env("SLIPWAY_DEFAULT_MEMORY", "512M")),
+            instance_pids=int(_env("SLIPWAY_INSTANCE_PIDS", str(d.instance_pids))),
+            start_timeout=int(_env("SLIPWAY_START_TIMEOUT", str(d.start_timeout))),
+            max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
+            keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
+            lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
+            lvm_thin_pool=_env("SLIPWAY_LVM_THINPOOL", d.lvm_thin_pool),
+        )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings

@@ -1,0 +1,1 @@
+"""The HTTP router: nginx in front of every app's live instances."""
