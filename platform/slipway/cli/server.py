@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from slipway.cli.server_images import images
+from slipway.cli.server_platform import register_platform_commands
+
 
 @click.group()
 def server() -> None:
     """Run and maintain the platform on this host (as root)."""
 
 
-@server.group()
-def images() -> None:
-    """The tree of build and run images under images/."""
+server.add_command(images)
+register_platform_commands(server)
