@@ -1,0 +1,63 @@
+"""An app: a name, an owner, its config vars, its formation, and the release it runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from slipway.db import Base
+from slipway.models.common import JSONDict, UTCDateTime, utcnow
+from slipway.models.user import User
+
+if TYPE_CHECKING:
+    from slipway.models.deploy import Deploy
+    from slipway.models.instance import Instance
+    from slipway.models.release import Release
+
+DEFAULT_FORMATION = {"web": 1}
+
+
+def _default_formation() -> dict[str, int]:
+    return dict(DEFAULT_FORMATION)
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    config: Mapped[dict[str, str]] = mapped_column(JSONDict, default=dict)
+    formation: Mapped[dict[str, int]] = mapped_column(JSONDict, default=_default_formation)
+    memory: Mapped[int] = mapped_column(BigInteger, default=512 * 1024**2)
+    health_check_path: Mapped[str | None] = mapped_column(String(255))
+    deploy_branch: Mapped[str] = mapped_column(String(255), default="main")
+    # use_alter: apps and releases point at each other; the constraint is added after both exist.
+    current_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", use_alter=True, ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner: Mapped[User] = relationship()
+    current_release: Mapped[Release | None] = relationship(
+        foreign_keys=[current_release_id], post_update=True
+    )
+    releases: Mapped[list[Release]] = relationship(
+        back_populates="app",
+        foreign_keys="Release.app_id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Release.version.desc()",
+    )
+    deploys: Mapped[list[Deploy]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", passive_deletes=True
+    )
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<App {self.name}>"
