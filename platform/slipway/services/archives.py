@@ -1,0 +1,217 @@
+"""Uploaded source archives: copy with a size cap, check every entry, extract safely.
+
+An upload is untrusted. Before anything is written to disk outside the artifact store, every entry
+of the ``.tar.gz`` is checked: no absolute paths, no ``..``, no links leaving the archive, no
+devices or fifos. Extraction then goes through the standard library's ``data`` filter as a second
+line of defence. A GitHub-style archive (one top-level directory) is unwrapped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import tarfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from slipway.services.errors import Invalid, TooLarge
+
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 1024 * 1024
+PROCESS_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
+NOT_AN_ARCHIVE = "The upload is not a valid .tar.gz archive."
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    files: int  # regular files in the archive
+    unpacked_size: int  # their total size in bytes
+    prefix: str | None  # the single top-level directory that extraction strips, if any
+
+
+# ----------------------------------------------------------------------------- streaming upload
+
+
+def copy_limited(stream: IO[bytes], out: IO[bytes], limit: int) -> int:
+    """Copy ``stream`` to ``out``; raise TooLarge as soon as more than ``limit`` bytes arrive."""
+    total = 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            return total
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"The upload is larger than the limit of {_human(limit)}.")
+        out.write(chunk)
+
+
+def _human(size: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:g} {unit}"
+    return f"{size} bytes"
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def inspect_archive(path: Path, max_unpacked: int | None = None) -> ArchiveInfo:
+    """Check every entry of the archive; raise Invalid (or TooLarge) with one clear sentence."""
+    with path.open("rb") as f:
+        if f.read(2) != GZIP_MAGIC:
+            raise Invalid(NOT_AN_ARCHIVE)
+    files = 0
+    size = 0
+    names: list[str] = []
+    with _open(path) as tar:
+        for member in _members(tar):
+            _check_member(member)
+            names.append(member.name)
+            if member.isreg():
+                files += 1
+                size += member.size
+                if max_unpacked is not None and size > max_unpacked:
+                    raise TooLarge(f"The archive unpacks to more than {_human(max_unpacked)}.")
+    if files == 0:
+        raise Invalid("The archive is empty: it contains no files.")
+    return ArchiveInfo(files=files, unpacked_size=size, prefix=_single_prefix(names))
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[tarfile.TarFile]:
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise Invalid(NOT_AN_ARCHIVE) from exc
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    # Iterating reads the whole stream, so a truncated or corrupt archive fails here.
+    try:
+        yield from tar
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise Invalid(NOT_AN_ARCHIVE) from exc
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    name = member.name
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise Invalid(f"The archive contains an absolute path: {name}.")
+    if ".." in name.split("/"):
+        raise Invalid(f"The archive contains a path that leaves its directory: {name}.")
+    if member.ischr() or member.isblk():
+        raise Invalid(f"The archive contains a device file, which is not allowed: {name}.")
+    if member.isfifo():
+        raise Invalid(f"The archive contains a fifo, which is not allowed: {name}.")
+    if member.issym():
+        _check_link_target(name, posixpath.join(posixpath.dirname(name), member.linkname), member)
+    elif member.islnk():
+        _check_link_target(name, member.linkname, member)
+    elif not (member.isreg() or member.isdir()):
+        raise Invalid(f"The archive contains an entry of an unsupported type: {name}.")
+
+
+def _check_link_target(name: str, target: str, member: tarfile.TarInfo) -> None:
+    normal = posixpath.normpath(target)
+    if member.linkname.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise Invalid(f"The archive contains a link pointing outside of it: {name}.")
+
+
+def _single_prefix(names: list[str]) -> str | None:
+    """The one top-level directory every entry lives in (GitHub tarballs), or None."""
+    tops = {n.strip("/").removeprefix("./").split("/", 1)[0] for n in names}
+    tops.discard("")
+    tops.discard(".")
+    if len(tops) != 1:
+        return None
+    top = tops.pop()
+    nested = any("/" in n.strip("/").removeprefix("./") for n in names)
+    return top if nested else None
+
+
+# ----------------------------------------------------------------------------- extracting
+
+
+def extract_archive(path: Path, target: Path, max_unpacked: int | None = None) -> ArchiveInfo:
+    """Check, then extract the archive into ``target`` (unwrapping a single top directory)."""
+    info = inspect_archive(path, max_unpacked)
+    target.mkdir(parents=True, exist_ok=True)
+
+    def strip(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        member = _strip_prefix(member, info.prefix)
+        if member.name in ("", "."):
+            return None
+        return tarfile.data_filter(member, dest)
+
+    with _open(path) as tar:
+        try:
+            tar.extractall(target, filter=strip)
+        except tarfile.FilterError as exc:
+            raise Invalid(f"The archive contains an entry that is not allowed: {exc}.") from exc
+    return info
+
+
+def _strip_prefix(member: tarfile.TarInfo, prefix: str | None) -> tarfile.TarInfo:
+    if prefix is None:
+        return member
+    changes: dict[str, Any] = {"name": _strip(member.name, prefix)}
+    if member.islnk():
+        changes["linkname"] = _strip(member.linkname, prefix)
+    return member.replace(**changes, deep=False)
+
+
+def _strip(name: str, prefix: str) -> str:
+    parts = name.strip("/").removeprefix("./").split("/", 1)
+    return parts[1] if len(parts) == 2 and parts[0] == prefix else ""
+
+
+# ----------------------------------------------------------------------------- app metadata
+
+
+def read_procfile(source: Path) -> dict[str, str]:
+    """Process types from ``Procfile`` (``name: command`` per line); empty without one."""
+    path = source / "Procfile"
+    if not path.is_file():
+        return {}
+    types: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        name, command = name.strip(), command.strip()
+        if not sep or not PROCESS_TYPE.match(name) or not command:
+            raise Invalid(f"Procfile line {number} is not 'name: command': {line[:80]}")
+        types[name] = command
+    return types
+
+
+def read_app_json(source: Path) -> dict[str, Any]:
+    """The parsed ``app.json`` if present (an object), else an empty dict."""
+    path = source / "app.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("app.json is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise Invalid("app.json must contain a JSON object.")
+    return data
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file if it is there; used to drop rejected uploads."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,84 @@
+"""The artifact store: uploaded sources and built slugs, as files under the data directory.
+
+Every file is written under a temporary name and renamed into place, so a reader never sees half
+of one. Paths handed out are absolute and are what the database stores.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import IO, Protocol
+
+from slipway.services import archives
+
+
+class ArtifactStore(Protocol):
+    def save_source(self, app: str, stream: IO[bytes], limit: int) -> Path:
+        """Store an uploaded archive (at most ``limit`` bytes, else TooLarge); its path."""
+
+    def import_source(self, app: str, path: Path) -> Path:
+        """Move an archive made on this host (a git push) into the store; its new path."""
+
+    def new_slug_path(self, app: str) -> Path:
+        """A fresh path where a slug may be written (its directory exists)."""
+
+    def delete(self, path: str | Path) -> None:
+        """Remove one artifact; a missing one is fine."""
+
+    def delete_app(self, app: str) -> None:
+        """Remove every artifact of an app."""
+
+
+class FilesystemArtifacts:
+    """Artifacts as plain files: ``<root>/sources/<app>/`` and ``<root>/slugs/<app>/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, kind: str, app: str) -> Path:
+        path = self.root / kind / app
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_source(self, app: str, stream: IO[bytes], limit: int) -> Path:
+        final = self._dir("sources", app) / f"{uuid.uuid4().hex}.tar.gz"
+        tmp = final.with_name(final.name + ".part")
+        try:
+            with tmp.open("wb") as out:
+                archives.copy_limited(stream, out, limit)
+            os.replace(tmp, final)
+        finally:
+            archives.remove_quietly(tmp)
+        return final
+
+    def import_source(self, app: str, path: Path) -> Path:
+        final = self._dir("sources", app) / f"{uuid.uuid4().hex}.tar.gz"
+        tmp = final.with_name(final.name + ".part")
+        try:
+            with path.open("rb") as src, tmp.open("wb") as out:
+                while chunk := src.read(archives.CHUNK):
+                    out.write(chunk)
+            os.replace(tmp, final)
+        finally:
+            archives.remove_quietly(tmp)
+        return final
+
+    def new_slug_path(self, app: str) -> Path:
+        return self._dir("slugs", app) / f"{uuid.uuid4().hex}.tar.gz"
+
+    def delete(self, path: str | Path) -> None:
+        target = Path(path).resolve()
+        # Only ever delete inside the store, whatever a database row says.
+        if self.root.resolve() in target.parents:
+            archives.remove_quietly(target)
+
+    def delete_app(self, app: str) -> None:
+        for kind in ("sources", "slugs"):
+            directory = self.root / kind / app
+            if not directory.is_dir():
+                continue
+            for entry in directory.iterdir():
+                archives.remove_quietly(entry)
+            directory.rmdir()
