@@ -50,6 +50,12 @@ class Settings:
     default_memory: int = 512 * 1024**2
     instance_pids: int = 512
     start_timeout: int = 60
+    # Deploys: old instances get drain_grace seconds to finish requests; a deploy whose heartbeat
+    # is older than deploy_stale_after seconds lost its worker and is failed by the reconciler.
+    drain_grace: float = 2.0
+    heartbeat_interval: float = 5.0
+    deploy_stale_after: int = 60
+    deploy_lock_timeout: int = 3600
     # Uploads and disk hygiene
     max_upload_size: int = 200 * 1024**2
     keep_releases: int = 5
@@ -107,6 +113,10 @@ class Settings:
             default_memory=parse_size(_env("SLIPWAY_DEFAULT_MEMORY", "512M")),
             instance_pids=int(_env("SLIPWAY_INSTANCE_PIDS", str(d.instance_pids))),
             start_timeout=int(_env("SLIPWAY_START_TIMEOUT", str(d.start_timeout))),
+            drain_grace=float(_env("SLIPWAY_DRAIN_GRACE", str(d.drain_grace))),
+            heartbeat_interval=float(_env("SLIPWAY_HEARTBEAT_INTERVAL", str(d.heartbeat_interval))),
+            deploy_stale_after=int(_env("SLIPWAY_DEPLOY_STALE_AFTER", str(d.deploy_stale_after))),
+            deploy_lock_timeout=int(_env("SLIPWAY_DEPLOY_LOCK_TIMEOUT", "3600")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
