@@ -1,0 +1,157 @@
+"""`slipway apps ...` and `slipway git:remote`: create, list, inspect and destroy apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from slipway.cli.client import Client, CliError
+from slipway.cli.common import REMOTE_NAME, app_option, git, resolve_app
+from slipway.cli.output import json_option, print_fields, print_json, print_table
+
+
+def release_version(app: dict[str, Any]) -> Any:
+    """The current release as ``v3`` whether the API gives a number or an object."""
+    release = app.get("release")
+    if isinstance(release, dict):
+        release = release.get("version")
+    return f"v{release}" if release is not None else None
+
+
+def git_url(client: Client, app: str) -> str:
+    return f"{client.url}/git/{app}.git"
+
+
+def add_git_remote(client: Client, app: str, name: str = REMOTE_NAME) -> str:
+    """Point the git remote ``name`` of the current repository at the app; return the URL."""
+    url = git_url(client, app)
+    inside = git(["rev-parse", "--is-inside-work-tree"])
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        raise CliError("this directory is not a git repository: run `git init` first")
+    verb = "set-url" if git(["remote", "get-url", name]).returncode == 0 else "add"
+    result = git(["remote", verb, name, url])
+    if result.returncode != 0:
+        raise CliError(f"git could not set the remote: {result.stderr.strip()}")
+    return url
+
+
+@click.group("apps", invoke_without_command=True)
+@json_option
+@click.pass_context
+def apps(ctx: click.Context, as_json: bool) -> None:
+    """List your apps, or create, inspect and destroy one.
+
+    \b
+    Examples:
+      slipway apps
+      slipway apps create hello      (or: slipway apps:create hello)
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_apps, as_json=as_json)
+
+
+@apps.command("list")
+@json_option
+def list_apps(as_json: bool) -> None:
+    """List your apps.
+
+    \b
+    Example:
+      slipway apps:list --json
+    """
+    rows = Client.from_environment().get("/apps")
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        row["release"] = release_version(row)
+    print_table(rows, ["name", "state", "release", "url"], "You have no apps yet.")
+
+
+@apps.command("create")
+@click.argument("name")
+@click.option("--no-remote", is_flag=True, help="Do not add the `slipway` git remote.")
+@json_option
+def create(name: str, no_remote: bool, as_json: bool) -> None:
+    """Create an app; in a git repository, also add the `slipway` remote.
+
+    \b
+    Example:
+      slipway apps:create hello && git push slipway main
+    """
+    client = Client.from_environment()
+    app = client.post("/apps", {"name": name})
+    remote = None
+    if not no_remote and git(["rev-parse", "--is-inside-work-tree"]).returncode == 0:
+        remote = add_git_remote(client, name)
+    if as_json:
+        print_json(app)
+        return
+    click.echo(f"Created {name}: {app.get('url') or ''}".rstrip())
+    if remote:
+        click.echo(f"Git remote {REMOTE_NAME} -> {remote}")
+
+
+@apps.command("info")
+@app_option
+@json_option
+def info(app: str | None, as_json: bool) -> None:
+    """Show an app: URL, state, current release and instances.
+
+    \b
+    Example:
+      slipway apps:info -a hello
+    """
+    data = Client.from_environment().get(f"/apps/{resolve_app(app)}")
+    if as_json:
+        print_json(data)
+        return
+    shown = dict(data, release=release_version(data))
+    print_fields(shown, ["name", "url", "state", "release", "deploy_branch", "created_at"])
+    instances = data.get("instances") or []
+    if instances:
+        click.echo()
+        print_table(instances, instance_columns(instances), "")
+
+
+def instance_columns(instances: list[dict[str, Any]]) -> list[str]:
+    wanted = ["name", "process_type", "state", "release", "port"]
+    return [c for c in wanted if any(c in i for i in instances)] or sorted(instances[0])
+
+
+@apps.command("destroy")
+@app_option
+@click.option("--confirm", metavar="NAME", help="The app's name, to skip the question.")
+def destroy(app: str | None, confirm: str | None) -> None:
+    """Destroy an app: its instances, volumes, routes and releases.
+
+    \b
+    Example:
+      slipway apps:destroy -a hello --confirm hello
+    """
+    name = resolve_app(app)
+    if confirm is None:
+        click.echo(f"This destroys {name} and everything it has. It cannot be undone.")
+        confirm = click.prompt("Type the app's name to confirm", default="", show_default=False)
+    if confirm != name:
+        raise CliError(f"confirmation did not match {name!r}: nothing destroyed")
+    Client.from_environment().delete(f"/apps/{name}")
+    click.echo(f"Destroyed {name}.")
+
+
+@click.command("git:remote")
+@app_option
+@click.option("-r", "--remote", default=REMOTE_NAME, show_default=True, help="The remote's name.")
+def git_remote(app: str | None, remote: str) -> None:
+    """Add (or update) a git remote that deploys the app on `git push`.
+
+    \b
+    Example:
+      slipway git:remote -a hello && git push slipway main
+    """
+    client = Client.from_environment()
+    name = resolve_app(app)
+    client.get(f"/apps/{name}")  # fails clearly when the app does not exist
+    url = add_git_remote(client, name, remote)
+    click.echo(f"Git remote {remote} -> {url}")
