@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,5 +42,5 @@ class VolumeProvider(Protocol):
     def list(self) -> list[Volume]:
         """Every volume this provider holds."""
 
-    def recover(self) -> list[str]:
+    def recover(self) -> builtins.list[str]:
         """On start: remount volumes a crash left unmounted, drop half-made ones; names touched."""
