@@ -1,0 +1,155 @@
+"""Apps: create, find (a user sees only their own; an admin sees all), describe, delete."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.models import App, Deploy, Instance, User
+from slipway.models import deploy as deploy_states
+from slipway.models import instance as instance_states
+from slipway.runtime.base import LABEL_APP
+from slipway.services.errors import Conflict, Invalid, NotFound
+
+if TYPE_CHECKING:
+    from slipway.adapters import Adapters
+
+# A DNS label (RFC 1123), starting with a letter so it never looks like a number or an address.
+NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_RULE = (
+    "An app name is a DNS label: 1 to 63 lowercase letters, digits or dashes, "
+    "starting with a letter and not ending with a dash."
+)
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        shown = name if isinstance(name, str) else type(name).__name__
+        raise Invalid(f"{shown!r} is not a valid app name. {NAME_RULE}")
+    return name
+
+
+def create_app(session: Session, owner: User, name: object, settings: Settings) -> App:
+    """A new app owned by ``owner``; :class:`Invalid` for a bad name, :class:`Conflict` if taken."""
+    checked = validate_name(name)
+    if session.scalar(select(App.id).where(App.name == checked)) is not None:
+        raise Conflict(f"An app named {checked!r} already exists.")
+    app = App(name=checked, owner=owner, memory=settings.default_memory)
+    try:
+        with session.begin_nested():
+            session.add(app)
+    except IntegrityError as exc:  # created by another request between the check and here
+        raise Conflict(f"An app named {checked!r} already exists.") from exc
+    return app
+
+
+def list_apps(session: Session, user: User) -> list[App]:
+    query = select(App).order_by(App.name)
+    if not user.is_admin:
+        query = query.where(App.owner_id == user.id)
+    return list(session.scalars(query))
+
+
+def get_app(session: Session, user: User, name: str) -> App:
+    """The app, if the user may see it; another user's app is as absent as a missing one."""
+    app = session.scalar(select(App).where(App.name == name))
+    if app is None or not (user.is_admin or app.owner_id == user.id):
+        raise NotFound(f"There is no app named {name!r}.")
+    return app
+
+
+def app_url(settings: Settings, name: str) -> str:
+    port = settings.router_bind.rpartition(":")[2]
+    suffix = "" if port in ("", "80") else f":{port}"
+    return f"http://{name}.{settings.domain}{suffix}"
+
+
+def active_instances(session: Session, app: App) -> list[Instance]:
+    query = (
+        select(Instance)
+        .where(Instance.app_id == app.id, Instance.state != instance_states.STOPPED)
+        .order_by(Instance.process_type, Instance.index, Instance.id)
+    )
+    return list(session.scalars(query))
+
+
+def running_deploy(session: Session, app: App) -> Deploy | None:
+    query = select(Deploy).where(
+        Deploy.app_id == app.id, Deploy.state.not_in(deploy_states.TERMINAL_STATES)
+    )
+    return session.scalars(query.order_by(Deploy.id.desc())).first()
+
+
+def app_state(app: App, instances: list[Instance], deploying: bool) -> str:
+    """One word: new, deploying, running, stopped, crashed or starting."""
+    if deploying:
+        return "deploying"
+    if app.current_release_id is None:
+        return "new"
+    if not any(app.formation.values()):
+        return "stopped"
+    states = {instance.state for instance in instances}
+    if instance_states.LIVE in states:
+        return "running"
+    if states & {instance_states.CRASHED, instance_states.FAILED}:
+        return "crashed"
+    return "starting"
+
+
+def instance_view(instance: Instance) -> dict[str, Any]:
+    return {
+        "process_type": instance.process_type,
+        "index": instance.index,
+        "state": instance.state,
+        "port": instance.host_port,
+        "container": instance.container_name,
+        "release": instance.release.version,
+    }
+
+
+def release_summary(app: App) -> dict[str, Any] | None:
+    release = app.current_release
+    if release is None:
+        return None
+    return {
+        "version": release.version,
+        "stack": release.stack,
+        "description": release.description,
+        "created_at": release.created_at.isoformat(),
+    }
+
+
+def app_view(session: Session, app: App, settings: Settings) -> dict[str, Any]:
+    """The app as the API and the dashboard show it."""
+    instances = active_instances(session, app)
+    return {
+        "name": app.name,
+        "owner": app.owner.username,
+        "url": app_url(settings, app.name),
+        "state": app_state(app, instances, running_deploy(session, app) is not None),
+        "release": release_summary(app),
+        "instances": [instance_view(instance) for instance in instances],
+        "formation": dict(app.formation),
+        "memory": app.memory,
+        "health_check_path": app.health_check_path,
+        "deploy_branch": app.deploy_branch,
+        "created_at": app.created_at.isoformat(),
+    }
+
+
+def delete_app(session: Session, app: App, adapters: Adapters) -> None:
+    """Stop the app's containers (builds included), free its volumes, drop its route, forget it."""
+    from slipway.services.routing import routes_from_db
+
+    for container in adapters.runtime.list(labels={LABEL_APP: app.name}):
+        adapters.runtime.stop(container.container_id)
+    for instance in app.instances:
+        adapters.volumes.destroy(instance.volume_name)
+    session.delete(app)
+    session.flush()
+    adapters.router.apply(routes_from_db(session))
