@@ -3,8 +3,22 @@
 from slipway.db import Base
 from slipway.models.app import App
 from slipway.models.deploy import Deploy
+from slipway.models.event import Event
 from slipway.models.instance import Instance
 from slipway.models.release import Release
 from slipway.models.user import ApiToken, User
+from slipway.models.webhook import Delivery, DeliveryAttempt, Webhook
 
-__all__ = ["ApiToken", "App", "Base", "Deploy", "Instance", "Release", "User"]
+__all__ = [
+    "ApiToken",
+    "App",
+    "Base",
+    "Delivery",
+    "DeliveryAttempt",
+    "Deploy",
+    "Event",
+    "Instance",
+    "Release",
+    "User",
+    "Webhook",
+]
