@@ -56,6 +56,15 @@ class Settings:
     heartbeat_interval: float = 5.0
     deploy_stale_after: int = 60
     deploy_lock_timeout: int = 3600
+    # Webhooks: attempt n (1-based) is retried after backoff * 2**(n-1) seconds, at most
+    # backoff_max, until max_attempts; events: crash_loop_count crashes within the window.
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_backoff: float = 10.0
+    webhook_backoff_max: float = 3600.0
+    crash_loop_count: int = 5
+    crash_loop_window: int = 300
+    notifications_poll: float = 2.0
     # Uploads and disk hygiene
     max_upload_size: int = 200 * 1024**2
     keep_releases: int = 5
@@ -117,6 +126,13 @@ class Settings:
             heartbeat_interval=float(_env("SLIPWAY_HEARTBEAT_INTERVAL", str(d.heartbeat_interval))),
             deploy_stale_after=int(_env("SLIPWAY_DEPLOY_STALE_AFTER", str(d.deploy_stale_after))),
             deploy_lock_timeout=int(_env("SLIPWAY_DEPLOY_LOCK_TIMEOUT", "3600")),
+            webhook_timeout=float(_env("SLIPWAY_WEBHOOK_TIMEOUT", str(d.webhook_timeout))),
+            webhook_max_attempts=int(_env("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", "8")),
+            webhook_backoff=float(_env("SLIPWAY_WEBHOOK_BACKOFF", str(d.webhook_backoff))),
+            webhook_backoff_max=float(_env("SLIPWAY_WEBHOOK_BACKOFF_MAX", "3600")),
+            crash_loop_count=int(_env("SLIPWAY_CRASH_LOOP_COUNT", str(d.crash_loop_count))),
+            crash_loop_window=int(_env("SLIPWAY_CRASH_LOOP_WINDOW", str(d.crash_loop_window))),
+            notifications_poll=float(_env("SLIPWAY_NOTIFICATIONS_POLL", "2")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
