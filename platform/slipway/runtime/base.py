@@ -27,6 +27,14 @@ class RuntimeUnavailable(Exception):
     """The container engine cannot be reached (for example dockerd is not running)."""
 
 
+class ContainerError(Exception):
+    """The engine refused or failed an operation on a container; the message says why."""
+
+
+class ImageMissing(ContainerError):
+    """The image a container needs has not been built on this host."""
+
+
 @dataclass(frozen=True)
 class Mount:
     source: Path

@@ -1,0 +1,348 @@
+"""The container runtime on the local Docker engine, through the Docker SDK.
+
+Every container gets the same safe defaults: user mop, a read-only root filesystem, no
+capabilities, ``no-new-privileges``, memory (swap held to the same figure) and pids limits, and
+the ``io.slipway.managed=1`` label. The image's entrypoint (tini, PID 1) is always kept.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import requests
+
+from slipway.runtime.base import (
+    LABEL_KIND,
+    LABEL_MANAGED,
+    MOP_USER,
+    BuildResult,
+    BuildSpec,
+    ContainerError,
+    ContainerEvent,
+    ContainerInfo,
+    ExecResult,
+    ImageMissing,
+    InstanceSpec,
+    Limits,
+    Mount,
+    RunningInstance,
+    RuntimeUnavailable,
+)
+
+BUILD_TMPFS = {"/tmp": "size=512m,mode=1777"}
+# Apps are told TMPDIR=/mnt/tmp, but some libraries insist on /tmp; a small tmpfs (it counts
+# against the memory limit) keeps them working without a writable root filesystem.
+INSTANCE_TMPFS = {"/tmp": "size=64m,mode=1777"}
+LABEL_PREFIX = "io.slipway."
+POLL_INTERVAL = 0.2
+LOG_DRAIN_TIMEOUT = 10.0  # seconds to let the log reader finish after the container ends
+
+
+# -- error mapping --------------------------------------------------------------------------
+
+
+def _unavailable(exc: Exception) -> RuntimeUnavailable:
+    return RuntimeUnavailable(f"The Docker engine is not reachable: {exc}. Is dockerd running?")
+
+
+@contextlib.contextmanager
+def _docker_errors(what: str, image: str | None = None) -> Iterator[None]:
+    """Turn the SDK's exceptions into the runtime's, each with one clear sentence."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(
+            f"The image {image} is not on this host: run `slipway server images build`."
+        ) from exc
+    except docker.errors.NotFound as exc:
+        raise ContainerError(f"Cannot {what}: {exc.explanation}.") from exc
+    except docker.errors.APIError as exc:
+        raise ContainerError(f"Docker refused to {what}: {exc.explanation}.") from exc
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        raise _unavailable(exc) from exc
+
+
+# -- the pieces of a container --------------------------------------------------------------
+
+
+def _mounts(mounts: list[Mount]) -> list[docker.types.Mount]:
+    return [
+        docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+        for m in mounts
+    ]
+
+
+def _limits(limits: Limits) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "mem_limit": limits.memory,
+        "memswap_limit": limits.memory,  # no swap beyond the memory limit
+        "pids_limit": limits.pids,
+    }
+    if limits.cpus:
+        kwargs["nano_cpus"] = int(limits.cpus * 1e9)
+    return kwargs
+
+
+def _safe_defaults(
+    image: str, name: str, env: dict[str, str], mounts: list[Mount], limits: Limits
+) -> dict[str, Any]:
+    return {
+        "image": image,
+        "name": name,
+        "user": MOP_USER,
+        "environment": env,
+        "mounts": _mounts(mounts),
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        **_limits(limits),
+    }
+
+
+def _labels(kind: str, labels: dict[str, str]) -> dict[str, str]:
+    return {LABEL_KIND: kind, **labels, LABEL_MANAGED: "1"}
+
+
+def _label_filters(labels: dict[str, str] | None) -> list[str]:
+    wanted = {**(labels or {}), LABEL_MANAGED: "1"}
+    return [f"{key}={value}" for key, value in sorted(wanted.items())]
+
+
+def _stream_lines(chunks: Iterator[bytes], on_line: Callable[[str], None]) -> None:
+    """Feed complete lines to ``on_line`` as chunks arrive; the last partial line at the end."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            on_line(line.decode("utf-8", errors="replace").rstrip("\r"))
+    if pending:
+        on_line(pending.decode("utf-8", errors="replace").rstrip("\r"))
+
+
+def _host_port(ports: builtins.list[dict[str, Any]]) -> int | None:
+    """The first public port of a container, from the list API's ``Ports``."""
+    for port in ports:
+        if port.get("PublicPort"):
+            return int(port["PublicPort"])
+    return None
+
+
+def _event(raw: dict[str, Any]) -> ContainerEvent:
+    attributes = raw.get("Actor", {}).get("Attributes", {})
+    exit_code = attributes.get("exitCode")
+    return ContainerEvent(
+        # Exec events read "exec_start: supervisorctl status"; keep the verb only.
+        action=raw.get("Action", raw.get("status", "")).split(":", 1)[0],
+        container_id=raw.get("Actor", {}).get("ID", raw.get("id", "")),
+        labels={k: v for k, v in attributes.items() if k.startswith(LABEL_PREFIX)},
+        time=raw["timeNano"] / 1e9 if "timeNano" in raw else float(raw.get("time", 0)),
+        exit_code=int(exit_code) if exit_code is not None else None,
+    )
+
+
+def _timestamp(value: float | None) -> str | None:
+    # The engine reads "seconds.nanoseconds"; a float's repr could be in exponent form.
+    return None if value is None else f"{value:.9f}"
+
+
+# -- the runtime ----------------------------------------------------------------------------
+
+
+class DockerRuntime:
+    """:class:`~slipway.runtime.base.ContainerRuntime` on the local engine (``DOCKER_HOST``)."""
+
+    def __init__(self, client_factory: Callable[[], docker.DockerClient] = docker.from_env):
+        self._client_factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, connected on first use."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._client_factory()
+                except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+                    raise _unavailable(e) from e
+            return self._client
+
+    def ping(self) -> None:
+        with _docker_errors("reach the engine"):
+            self.client.ping()
+
+    # -- builds -----------------------------------------------------------------------------
+
+    def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
+        self._remove_leftover(spec.name)
+        with _docker_errors(f"create build container {spec.name}", spec.image):
+            container = self.client.containers.create(
+                command=spec.command,
+                labels=_labels("build", spec.labels),
+                tmpfs=BUILD_TMPFS,
+                network_mode="default" if spec.network else "none",
+                **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
+            )
+        started = time.monotonic()
+        try:
+            with _docker_errors(f"start build container {spec.name}"):
+                container.start()
+            reader = threading.Thread(
+                target=self._pump_logs, args=(container, on_line), daemon=True
+            )
+            reader.start()
+            exit_code, timed_out = self._wait(container, spec.timeout)
+            reader.join(LOG_DRAIN_TIMEOUT)
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+        return BuildResult(exit_code, timed_out, time.monotonic() - started)
+
+    def _pump_logs(self, container: Any, on_line: Callable[[str], None]) -> None:
+        # follow=True returns everything since the start, then ends when the container stops.
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            _stream_lines(container.logs(stream=True, follow=True), on_line)
+
+    def _wait(self, container: Any, timeout: float) -> tuple[int | None, bool]:
+        """Wait for the exit code; past ``timeout`` seconds kill the container instead."""
+        deadline = time.monotonic() + timeout
+        try:
+            status = container.wait(timeout=max(timeout, 0.001))
+            return int(status["StatusCode"]), False
+        except requests.exceptions.RequestException as exc:
+            # A read timeout (some urllib3 versions wrap it as ConnectionError) means time is
+            # up; any other failure before the deadline means the engine went away.
+            if time.monotonic() < deadline - 1:
+                raise _unavailable(exc) from exc
+            with contextlib.suppress(docker.errors.DockerException):
+                container.kill()
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                container.wait(timeout=30)
+            return None, True
+
+    def _remove_leftover(self, name: str) -> None:
+        """A build container of the same name can only be a crash's leftover: drop it."""
+        with _docker_errors(f"remove leftover container {name}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.containers.get(name).remove(force=True)
+
+    # -- instances --------------------------------------------------------------------------
+
+    def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        port_key = f"{spec.port}/tcp"
+        with _docker_errors(f"start instance {spec.name}", spec.image):
+            container = self.client.containers.create(
+                command=spec.command,
+                labels=_labels("instance", spec.labels),
+                tmpfs=INSTANCE_TMPFS,
+                ports={port_key: ("127.0.0.1", None)},  # a free host port, loopback only
+                restart_policy={"Name": "unless-stopped"},
+                **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
+            )
+            container.start()
+            container.reload()
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port_key) or []
+        if not bindings:
+            tail = self.logs(container.id, tail=20)
+            self.stop(container.id, timeout=1)
+            raise ContainerError(
+                f"Instance {spec.name} exited right after starting; its last output:\n{tail}"
+            )
+        return RunningInstance(container.id, spec.name, int(bindings[0]["HostPort"]))
+
+    def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _answers(host_port, health_path):
+                return True
+            time.sleep(POLL_INTERVAL)
+        return False
+
+    # -- control ----------------------------------------------------------------------------
+
+    def exec(self, container_id: str, command: list[str], user: str = MOP_USER) -> ExecResult:
+        with _docker_errors(f"run {command[0]} in {container_id[:12]}"):
+            container = self.client.containers.get(container_id)
+            exit_code, (out, err) = container.exec_run(command, user=user, demux=True)
+        output = (out or b"") + (err or b"")
+        return ExecResult(int(exit_code), output.decode("utf-8", errors="replace"))
+
+    def stop(self, container_id: str, timeout: float = 10) -> None:
+        with _docker_errors(f"stop {container_id[:12]}"):
+            try:
+                container = self.client.containers.get(container_id)
+                container.stop(timeout=max(1, int(timeout)))
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+    def list(self, labels: dict[str, str] | None = None) -> builtins.list[ContainerInfo]:
+        # The low-level list call: one request, and no race with a container removed meanwhile.
+        with _docker_errors("list containers"):
+            rows = self.client.api.containers(all=True, filters={"label": _label_filters(labels)})
+        return [
+            ContainerInfo(
+                container_id=row["Id"],
+                name=(row.get("Names") or ["/"])[0].lstrip("/"),
+                status=row.get("State", ""),
+                labels=row.get("Labels") or {},
+                host_port=_host_port(row.get("Ports") or []),
+            )
+            for row in rows
+        ]
+
+    def events(
+        self, since: float | None = None, until: float | None = None
+    ) -> Iterator[ContainerEvent]:
+        filters = {"type": "container", "label": _label_filters(None)}
+        with _docker_errors("read events"):
+            stream = self.client.events(
+                since=_timestamp(since), until=_timestamp(until), decode=True, filters=filters
+            )
+        try:
+            with _docker_errors("read events"):
+                for raw in stream:
+                    yield _event(raw)
+        finally:
+            stream.close()
+
+    def logs(self, container_id: str, tail: int = 100) -> str:
+        with _docker_errors(f"read the logs of {container_id[:12]}"):
+            data = self.client.containers.get(container_id).logs(tail=tail)
+        return bytes(data).decode("utf-8", errors="replace")
+
+
+def _answers(host_port: int, health_path: str | None) -> bool:
+    """One probe of 127.0.0.1:host_port (and of health_path over HTTP when given)."""
+    if health_path is not None:
+        try:
+            reply = requests.get(
+                f"http://127.0.0.1:{host_port}{health_path}", timeout=2, allow_redirects=False
+            )
+        except requests.RequestException:
+            return False
+        return 200 <= reply.status_code < 300
+    try:
+        conn = socket.create_connection(("127.0.0.1", host_port), timeout=1)
+    except OSError:
+        return False
+    with conn:
+        # Docker's proxy accepts on the published port even when nothing listens inside,
+        # then closes at once. A live server keeps the connection open, waiting for us.
+        conn.settimeout(0.3)
+        try:
+            return conn.recv(1) != b""
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
