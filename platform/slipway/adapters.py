@@ -1,0 +1,34 @@
+"""The outside systems the services talk to, chosen by settings and handed around as one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slipway.config import Settings
+from slipway.router.base import Router
+from slipway.runtime.base import ContainerRuntime
+from slipway.services.artifacts import ArtifactStore, FilesystemArtifacts
+from slipway.volumes.base import VolumeProvider
+
+
+@dataclass
+class Adapters:
+    runtime: ContainerRuntime
+    volumes: VolumeProvider
+    router: Router
+    artifacts: ArtifactStore
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    """The real implementations: Docker, the configured volume provider, nginx, files."""
+    # Imported here so that importing this module never needs Docker or nginx.
+    from slipway.router.nginx import NginxRouter
+    from slipway.runtime import get_runtime
+    from slipway.volumes import get_volume_provider
+
+    return Adapters(
+        runtime=get_runtime(),
+        volumes=get_volume_provider(settings),
+        router=NginxRouter(settings),
+        artifacts=FilesystemArtifacts(settings.artifacts_dir),
+    )

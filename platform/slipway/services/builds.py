@@ -1,0 +1,133 @@
+"""The build step: source into an INPUT volume, the build image's ``build``, OUTPUT into a slug.
+
+Both volumes exist only for the build and are destroyed whatever happens. Build containers and
+volumes carry the deploy id, so the reconciler can clean up after a worker that died mid-build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.runtime.base import LABEL_APP, LABEL_KIND, LABEL_MANAGED, BuildSpec, Limits, Mount
+from slipway.services import archives, layout
+from slipway.services.errors import SlipwayError
+from slipway.services.stacks import build_image, detect_stack
+from slipway.volumes.base import Volume
+
+LABEL_DEPLOY = "io.slipway.deploy"
+Log = Callable[[str], None]
+
+
+class BuildFailed(SlipwayError):
+    """The build did not produce a slug; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    slug_path: Path
+    stack: str
+    process_types: dict[str, str]
+    app_json: dict[str, Any]
+
+
+def build_volume_names(deploy_id: int) -> tuple[str, str]:
+    return f"build-{deploy_id}-input", f"build-{deploy_id}-output"
+
+
+def build_container_name(deploy_id: int) -> str:
+    return f"slipway-build-{deploy_id}"
+
+
+def build(
+    adapters: Adapters, settings: Settings, app: str, deploy_id: int, source: Path, log: Log
+) -> BuildOutput:
+    """Build ``source`` (a checked .tar.gz) for ``app``; raise BuildFailed with the reason."""
+    names = build_volume_names(deploy_id)
+    try:
+        input_volume = _fresh_volume(adapters, names[0], settings.build_volume_size)
+        output_volume = _fresh_volume(adapters, names[1], settings.build_volume_size)
+        log("-----> Unpacking the source")
+        archives.extract_archive(source, input_volume.path, settings.build_volume_size)
+        layout.chown_tree(input_volume.path)
+        process_types = archives.read_procfile(input_volume.path)
+        app_json = archives.read_app_json(input_volume.path)
+        stack = detect_stack(input_volume.path)
+        log(f"-----> {stack.capitalize()} app detected")
+        spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
+        _run(adapters, settings, spec, log)
+        slug = adapters.artifacts.new_slug_path(app)
+        log("-----> Packing the slug")
+        layout.pack_slug(output_volume.path, slug)
+        log(f"       {slug.stat().st_size / 1024**2:.1f} MB")
+        return BuildOutput(slug, stack, process_types, app_json)
+    finally:
+        for name in names:
+            _destroy_quietly(adapters, name, log)
+
+
+def _fresh_volume(adapters: Adapters, name: str, size: int) -> Volume:
+    adapters.volumes.destroy(name)  # a leftover of an earlier attempt of the same deploy
+    volume = adapters.volumes.create(name, size)
+    # mkfs's lost+found is root's and unreadable to mop: a build copying $INPUT would trip on it.
+    with contextlib.suppress(OSError):
+        (volume.path / "lost+found").rmdir()
+    return volume
+
+
+def build_spec(
+    settings: Settings, app: str, deploy_id: int, stack: str, input_volume: Volume, output: Volume
+) -> BuildSpec:
+    cache = settings.cache_dir / app
+    cache.mkdir(parents=True, exist_ok=True)
+    os.chown(cache, layout.MOP_UID, layout.MOP_GID)
+    mounts = [
+        Mount(input_volume.path, layout.BUILD_INPUT, read_only=True),
+        Mount(output.path, layout.BUILD_OUTPUT),
+        Mount(cache, layout.BUILD_CACHE),
+    ]
+    with_ca = settings.ca_bundle.is_file()
+    if with_ca:
+        mounts.append(Mount(settings.ca_bundle, layout.CA_BUNDLE_TARGET, read_only=True))
+    return BuildSpec(
+        image=build_image(settings, stack),
+        name=build_container_name(deploy_id),
+        mounts=mounts,
+        env=layout.build_env(app, with_ca_bundle=with_ca),
+        limits=Limits(memory=settings.build_memory, pids=settings.build_pids),
+        timeout=settings.build_timeout,
+        labels={
+            LABEL_MANAGED: "true",
+            LABEL_KIND: "build",
+            LABEL_APP: app,
+            LABEL_DEPLOY: str(deploy_id),
+        },
+    )
+
+
+def _run(adapters: Adapters, settings: Settings, spec: BuildSpec, log: Log) -> None:
+    log(f"-----> Building with {spec.image}")
+    result = adapters.runtime.run_build(spec, log)
+    if result.timed_out:
+        raise BuildFailed(
+            f"The build took longer than {settings.build_timeout} seconds and was stopped."
+        )
+    if result.exit_code != 0:
+        raise BuildFailed(f"The build failed (exit code {result.exit_code}); the log says why.")
+    output = Path(spec.mounts[1].source)
+    if not any(p.name != "lost+found" for p in output.iterdir()):
+        raise BuildFailed("The build finished but wrote nothing to $OUTPUT.")
+    log(f"-----> Build finished in {result.duration:.0f} s")
+
+
+def _destroy_quietly(adapters: Adapters, name: str, log: Log) -> None:
+    try:
+        adapters.volumes.destroy(name)
+    except Exception as exc:  # the reconciler removes volumes no deploy owns
+        log(f"       (volume {name} left for the reconciler: {exc})")

@@ -1,0 +1,307 @@
+"""Deploys: accept a source archive, then build, release and start it, one deploy per app at a time.
+
+The state moves ``queued → building → releasing → starting → succeeded | failed`` and is committed
+at every step, so the API shows progress while the worker runs. Every line goes to the deploy's
+log file. A heartbeat thread stamps ``heartbeat_at`` so the reconciler can tell a slow deploy from
+one whose worker died.
+
+Serialisation: an exclusive ``flock`` on ``<data dir>/locks/app-<id>.lock``. Workers on this host
+share it; a waiting deploy stays ``queued`` until the lock is free (bounded by
+``deploy_lock_timeout``). The kernel drops the lock when a worker dies, so nothing stays stuck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.models import App, Deploy, Release
+from slipway.models.deploy import BUILDING, FAILED, QUEUED, RELEASING, STARTING, SUCCEEDED
+from slipway.services import archives, builds, instances, prune, releases
+from slipway.services.artifacts import ArtifactStore
+from slipway.services.errors import Conflict, SlipwayError, TooLarge
+
+logger = logging.getLogger(__name__)
+
+DEPLOY_TASK = "slipway.deploy"
+LOCK_POLL = 0.5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def log_dir(settings: Settings) -> Path:
+    return settings.data_dir / "logs" / "deploys"
+
+
+# ----------------------------------------------------------------------------- accepting
+
+
+def accept_tarball(
+    session: Session,
+    app: App,
+    stream: IO[bytes],
+    content_length: int | None,
+    settings: Settings,
+    artifacts: ArtifactStore,
+) -> Deploy:
+    """Store an uploaded .tar.gz (size-capped, every entry checked) and queue its deploy."""
+    limit = settings.max_upload_size
+    if content_length is not None and content_length > limit:
+        raise TooLarge(f"The upload is larger than the limit of {limit // 1024**2} MB.")
+    path = artifacts.save_source(app.name, stream, limit)
+    return _queue(session, app, path, "tarball", None, settings, artifacts)
+
+
+def accept_archive_file(
+    session: Session,
+    app: App,
+    archive: Path,
+    settings: Settings,
+    artifacts: ArtifactStore,
+    kind: str = "git",
+    commit: str | None = None,
+) -> Deploy:
+    """Queue a deploy of an archive made on this host (``git archive`` of a pushed commit)."""
+    path = artifacts.import_source(app.name, archive)
+    return _queue(session, app, path, kind, commit, settings, artifacts)
+
+
+def _queue(
+    session: Session,
+    app: App,
+    path: Path,
+    kind: str,
+    commit: str | None,
+    settings: Settings,
+    artifacts: ArtifactStore,
+) -> Deploy:
+    try:
+        info = archives.inspect_archive(path, settings.build_volume_size)
+    except SlipwayError:
+        artifacts.delete(path)
+        raise
+    deploy = Deploy(
+        app_id=app.id, state=QUEUED, source_path=str(path), source_kind=kind, commit=commit
+    )
+    session.add(deploy)
+    session.flush()
+    log_path = log_dir(settings) / f"{deploy.id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"-----> Source received: {info.files} files ({kind})\n")
+    deploy.log_path = str(log_path)
+    releases.enqueue(session, DEPLOY_TASK, deploy.id)
+    return deploy
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class DeployLog:
+    """Appends lines to the deploy's log file, flushed at once so the API can stream them."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", errors="replace")
+
+    def __call__(self, line: str) -> None:
+        self._file.write(line.rstrip("\n") + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Heartbeat:
+    """Stamps ``heartbeat_at`` every few seconds from its own thread and connection."""
+
+    def __init__(self, engine: Engine, deploy_id: int, interval: float) -> None:
+        self._engine, self._deploy_id, self._interval = engine, deploy_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{deploy_id}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval + 5)
+
+    def beat(self) -> None:
+        stamp = update(Deploy).where(Deploy.id == self._deploy_id).values(heartbeat_at=_now())
+        with Session(self._engine) as session:
+            session.execute(stamp)
+            session.commit()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.beat()
+            except Exception as exc:  # a busy database skips a beat; the next one will do
+                logger.warning("heartbeat of deploy %s failed: %s", self._deploy_id, exc)
+
+
+@contextlib.contextmanager
+def app_lock(settings: Settings, app_id: int, timeout: float) -> Iterator[None]:
+    """Hold the app's deploy lock; Conflict when another holder keeps it past ``timeout``."""
+    path = settings.data_dir / "locks" / f"app-{app_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Conflict(
+                        f"Another deploy of this app was still running after {timeout:.0f} seconds."
+                    ) from None
+                time.sleep(LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_deploy(session: Session, deploy_id: int, adapters: Adapters, settings: Settings) -> None:
+    """Take a queued deploy to ``succeeded`` or ``failed``; anything else is left alone."""
+    deploy = session.get(Deploy, deploy_id)
+    if deploy is None or deploy.state != QUEUED:
+        return
+    log = DeployLog(Path(deploy.log_path or log_dir(settings) / f"{deploy_id}.log"))
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    try:
+        with Heartbeat(engine, deploy_id, settings.heartbeat_interval):
+            _run_locked(session, deploy, adapters, settings, log)
+    finally:
+        log.close()
+
+
+def _run_locked(
+    session: Session, deploy: Deploy, adapters: Adapters, settings: Settings, log: DeployLog
+) -> None:
+    try:
+        with app_lock(settings, deploy.app_id, settings.deploy_lock_timeout):
+            session.refresh(deploy)  # the reconciler may have failed it while we waited
+            if deploy.state != QUEUED:
+                return
+            _pipeline(session, deploy, adapters, settings, log)
+    except SlipwayError as exc:
+        _fail(session, deploy, str(exc), log)
+    except Exception as exc:
+        logger.exception("deploy %s failed", deploy.id)
+        _fail(session, deploy, f"The deploy stopped because of an internal error: {exc}", log)
+
+
+def _pipeline(
+    session: Session, deploy: Deploy, adapters: Adapters, settings: Settings, log: DeployLog
+) -> None:
+    app = deploy.app
+    _set_state(session, deploy, BUILDING)
+    output = builds.build(adapters, settings, app.name, deploy.id, Path(deploy.source_path), log)
+    _set_state(session, deploy, RELEASING)
+    release = releases.create_release(
+        session,
+        app,
+        slug_path=str(output.slug_path),
+        stack=output.stack,
+        config=dict(app.config),
+        process_types=output.process_types,
+        description=_describe(deploy),
+        deploy_id=deploy.id,
+    )
+    deploy.release_id = release.id
+    session.commit()
+    log(f"-----> Released v{release.version}")
+    _set_state(session, deploy, STARTING)
+    instances.roll(session, adapters, settings, app, release, log)
+    deploy.finished_at = _now()
+    _set_state(session, deploy, SUCCEEDED)
+    log(f"-----> v{release.version} is live")
+    _prune_quietly(session, app, adapters, settings)
+
+
+def _describe(deploy: Deploy) -> str:
+    if deploy.commit:
+        return f"Deploy {deploy.id} of {deploy.commit[:12]}"
+    return f"Deploy {deploy.id} ({deploy.source_kind})"
+
+
+def _set_state(session: Session, deploy: Deploy, state: str) -> None:
+    deploy.state = state
+    if state == BUILDING:
+        deploy.started_at = _now()
+    session.commit()
+
+
+def _fail(session: Session, deploy: Deploy, error: str, log: DeployLog) -> None:
+    session.rollback()
+    session.refresh(deploy)
+    if deploy.state in (SUCCEEDED, FAILED):
+        return
+    deploy.state, deploy.error, deploy.finished_at = FAILED, error, _now()
+    session.commit()
+    log(f"-----> Deploy failed: {error}")
+
+
+def _prune_quietly(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:
+    try:
+        prune.prune_app(session, app, adapters.artifacts, settings.keep_releases)
+        session.commit()
+    except Exception as exc:  # disk hygiene never fails a deploy that is already live
+        logger.warning("pruning %s failed: %s", app.name, exc)
+        session.rollback()
+
+
+# ----------------------------------------------------------------------------- rolling
+
+
+def run_roll(
+    session: Session, app_id: int, release_id: int, adapters: Adapters, settings: Settings
+) -> None:
+    """Move an app onto a release (config change, rollback) or to its formation (scale)."""
+    with app_lock(settings, app_id, settings.deploy_lock_timeout):
+        app = session.get(App, app_id)
+        release = session.get(Release, release_id)
+        if app is None or release is None:
+            return
+        session.refresh(app)
+        current = app.current_release
+        if current is not None and current.version > release.version:
+            logger.info(
+                "%s: v%s is already newer than v%s", app.name, current.version, release.version
+            )
+            return
+        running = instances.running_instances(session, app)
+        log = _logger_for(app.name)
+        if (
+            current is None
+            or current.id != release.id
+            or any(i.release_id != release.id for i in running)
+        ):
+            instances.roll(session, adapters, settings, app, release, log)
+        else:
+            instances.scale_to_formation(session, adapters, settings, app, log)
+
+
+def _logger_for(app: str) -> instances.Log:
+    return lambda line: logger.info("%s: %s", app, line.strip("- "))

@@ -1,0 +1,338 @@
+"""Instances: start them, wait until they are live, switch the router, drain the old ones, scale.
+
+The order is what makes a deploy safe: new instances start next to the old ones, and the router
+moves only once every new ``web`` instance answers. Until then nothing the old release serves is
+touched; a failure stops only what this step started.
+
+Instance rows are committed *before* their container or volume exists, so the reconciler never
+mistakes a container that is being started for an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.models import App, Instance, Release
+from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING
+from slipway.runtime.base import (
+    LABEL_APP,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_PROCESS,
+    LABEL_RELEASE,
+    InstanceSpec,
+    Limits,
+    Mount,
+)
+from slipway.services import layout
+from slipway.services.archives import PROCESS_TYPE
+from slipway.services.errors import Invalid, SlipwayError
+from slipway.services.routing import routes_from_db
+from slipway.services.stacks import run_image
+
+logger = logging.getLogger(__name__)
+
+Log = Callable[[str], None]
+RUNNING_STATES = (STARTING, LIVE, CRASHED)  # states whose container should exist
+MAX_PER_TYPE = 10
+LOG_TAIL = 30
+
+
+class StartFailed(SlipwayError):
+    """New instances did not come up; the ones already serving were left alone."""
+
+
+# ----------------------------------------------------------------------------- one instance
+
+
+def instance_labels(app: App, release: Release, instance: Instance) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_KIND: "instance",
+        LABEL_APP: app.name,
+        LABEL_RELEASE: str(release.version),
+        LABEL_INSTANCE: str(instance.id),
+        LABEL_PROCESS: instance.process_type,
+    }
+
+
+def add_instance(
+    session: Session, app: App, release: Release, process_type: str, index: int
+) -> Instance:
+    """A committed ``starting`` row with its container and volume names decided."""
+    instance = Instance(
+        app_id=app.id,
+        release_id=release.id,
+        process_type=process_type,
+        index=index,
+        container_name="",
+        volume_name="",
+        state=STARTING,
+    )
+    session.add(instance)
+    session.flush()
+    instance.container_name = f"slipway-{app.name}-{instance.id}"
+    instance.volume_name = f"app-{app.name}-{instance.id}"
+    session.commit()
+    return instance
+
+
+def launch(
+    session: Session, adapters: Adapters, settings: Settings, app: App, instance: Instance
+) -> None:
+    """Give a row its volume (reused when it survived) and a fresh container."""
+    release = instance.release
+    env = layout.run_env(
+        dict(release.config),
+        app.name,
+        f"{instance.process_type}.{instance.index}",
+        instance.process_type,
+    )
+    volume = adapters.volumes.get(instance.volume_name)
+    if volume is None:
+        volume = adapters.volumes.create(instance.volume_name, settings.instance_volume_size)
+        layout.prepare_instance_volume(
+            volume.path, Path(release.slug_path), instance.process_type, env
+        )
+    spec = InstanceSpec(
+        image=run_image(settings, release.stack),
+        name=instance.container_name,
+        mounts=[Mount(volume.path, layout.RUN_ROOT)],
+        env=env,
+        limits=Limits(memory=app.memory, pids=settings.instance_pids),
+        port=layout.APP_PORT,
+        labels=instance_labels(app, release, instance),
+    )
+    running = adapters.runtime.start_instance(spec)
+    instance.container_id = running.container_id
+    instance.host_port = running.host_port
+    session.commit()
+
+
+def is_live(adapters: Adapters, app: App, instance: Instance, timeout: float) -> bool:
+    """Web instances must accept connections (and pass the health check); others just run."""
+    if instance.process_type != "web":
+        return True
+    if instance.host_port is None:
+        return False
+    return adapters.runtime.wait_for_port(instance.host_port, timeout, app.health_check_path)
+
+
+def retire(session: Session, adapters: Adapters, instance: Instance) -> None:
+    """Stop the container, free the volume, forget the row."""
+    if instance.container_id:
+        adapters.runtime.stop(instance.container_id)
+    adapters.volumes.destroy(instance.volume_name)
+    session.delete(instance)
+    session.commit()
+
+
+def failure_lines(adapters: Adapters, instance: Instance) -> list[str]:
+    """The last lines the app and its supervisor printed, to explain a failed start."""
+    lines: list[str] = []
+    volume = adapters.volumes.get(instance.volume_name)
+    app_log = volume.path / "log" / "app.log" if volume else None
+    if app_log is not None and app_log.is_file():
+        lines += app_log.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+    if instance.container_id:
+        try:
+            lines += adapters.runtime.logs(instance.container_id, tail=LOG_TAIL).splitlines()
+        except Exception as exc:  # diagnostics must never hide the real failure
+            lines.append(f"(the container log could not be read: {exc})")
+    return lines
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def running_instances(session: Session, app: App) -> list[Instance]:
+    query = select(Instance).where(Instance.app_id == app.id, Instance.state.in_(RUNNING_STATES))
+    return list(session.scalars(query.order_by(Instance.process_type, Instance.index)))
+
+
+def formation_plan(app: App, release: Release, log: Log) -> list[tuple[str, int]]:
+    """``(process type, count)`` pairs to run, web first; types the release lacks are skipped."""
+    plan = []
+    for process_type, count in sorted(app.formation.items(), key=lambda kv: kv[0] != "web"):
+        if process_type != "web" and process_type not in release.process_types:
+            if count:
+                log(f"-----> Skipping {process_type}: the Procfile of v{release.version} lacks it")
+            continue
+        plan.append((process_type, int(count)))
+    return plan
+
+
+def start_group(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    wanted: list[tuple[str, int]],
+    log: Log,
+) -> list[Instance]:
+    """Start ``(process type, index)`` instances and wait until all are live, or undo them."""
+    started: list[Instance] = []
+    try:
+        for process_type, index in wanted:
+            instance = add_instance(session, app, release, process_type, index)
+            started.append(instance)
+            log(f"-----> Starting {process_type}.{index} of v{release.version}")
+            launch(session, adapters, settings, app, instance)
+        _wait_all_live(adapters, settings, app, started, log)
+    except Exception:
+        session.rollback()
+        for instance in started:
+            _undo(session, adapters, instance, log)
+        raise
+    return started
+
+
+def _wait_all_live(
+    adapters: Adapters, settings: Settings, app: App, started: list[Instance], log: Log
+) -> None:
+    deadline = time.monotonic() + settings.start_timeout
+    for instance in started:
+        remaining = max(1.0, deadline - time.monotonic())
+        if is_live(adapters, app, instance, remaining):
+            name = f"{instance.process_type}.{instance.index}"
+            log(f"       {name} is up on port {instance.host_port}")
+            continue
+        log(f"-----> {instance.process_type}.{instance.index} did not come up; its last lines:")
+        for line in failure_lines(adapters, instance):
+            log(f"       {line}")
+        raise StartFailed(_not_live_message(app, settings))
+
+
+def _not_live_message(app: App, settings: Settings) -> str:
+    if app.health_check_path:
+        return (
+            f"The new release did not listen on $PORT and answer {app.health_check_path} "
+            f"within {settings.start_timeout} seconds."
+        )
+    return f"The new release did not listen on $PORT within {settings.start_timeout} seconds."
+
+
+def _undo(session: Session, adapters: Adapters, instance: Instance, log: Log) -> None:
+    try:
+        session.refresh(instance)
+        retire(session, adapters, instance)
+    except Exception as exc:  # the reconciler removes whatever is left
+        logger.warning("could not clean up instance %s: %s", instance.container_name, exc)
+        log(f"       (cleanup of {instance.container_name} left to the reconciler: {exc})")
+
+
+def switch_and_drain(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    new: list[Instance],
+    old: list[Instance],
+    log: Log,
+) -> None:
+    """Route to ``new`` only, then give ``old`` a grace period and stop them."""
+    for instance in new:
+        instance.state = LIVE
+    for instance in old:
+        instance.state = DRAINING
+    app.current_release_id = release.id
+    session.flush()
+    try:
+        adapters.router.apply(routes_from_db(session))
+    except Exception as exc:
+        session.rollback()
+        for instance in new:
+            _undo(session, adapters, instance, log)
+        raise StartFailed(f"The router could not be updated: {exc}") from exc
+    session.commit()
+    log(f"-----> Traffic switched to v{release.version}")
+    drain(session, adapters, settings, old, log)
+
+
+def drain(
+    session: Session, adapters: Adapters, settings: Settings, old: list[Instance], log: Log
+) -> None:
+    """Wait for in-flight requests to finish on instances no longer routed to, then stop them."""
+    if not old:
+        return
+    for instance in old:
+        instance.state = DRAINING
+    session.commit()
+    time.sleep(settings.drain_grace)
+    for instance in old:
+        log(f"-----> Stopping {instance.process_type}.{instance.index} of the previous release")
+        try:
+            retire(session, adapters, instance)
+        except Exception as exc:
+            logger.warning("could not stop %s: %s", instance.container_name, exc)
+
+
+# ----------------------------------------------------------------------------- roll and scale
+
+
+def roll(
+    session: Session, adapters: Adapters, settings: Settings, app: App, release: Release, log: Log
+) -> None:
+    """Run the app's formation on ``release`` and retire everything else (zero downtime)."""
+    old = running_instances(session, app)
+    wanted = [
+        (process_type, index)
+        for process_type, count in formation_plan(app, release, log)
+        for index in range(1, count + 1)
+    ]
+    new = start_group(session, adapters, settings, app, release, wanted, log)
+    switch_and_drain(session, adapters, settings, app, release, new, old, log)
+
+
+def scale_to_formation(
+    session: Session, adapters: Adapters, settings: Settings, app: App, log: Log
+) -> None:
+    """Start or stop instances of the current release until the formation is met."""
+    release = app.current_release
+    if release is None:
+        return
+    running = running_instances(session, app)
+    plan = dict(formation_plan(app, release, log))
+    missing, extra = [], []
+    for process_type in set(plan) | {i.process_type for i in running}:
+        have = sorted((i for i in running if i.process_type == process_type), key=lambda i: i.index)
+        count = plan.get(process_type, 0)
+        extra += have[count:]
+        used = {i.index for i in have[:count]}
+        free = (n for n in range(1, MAX_PER_TYPE * 2) if n not in used)
+        missing += [(process_type, next(free)) for _ in range(count - len(have[:count]))]
+    new = start_group(session, adapters, settings, app, release, sorted(missing), log)
+    switch_and_drain(session, adapters, settings, app, release, new, extra, log)
+
+
+def scale(session: Session, app: App, formation: object) -> dict[str, int]:
+    """Record a new formation (``{"web": 2}``) and have the worker converge to it."""
+    from slipway.services import releases
+
+    if not isinstance(formation, dict) or not formation:
+        raise Invalid('Send the number of instances per process type, like {"web": 2}.')
+    changes: dict[str, int] = {}
+    for process_type, count in formation.items():
+        if not isinstance(process_type, str) or not PROCESS_TYPE.match(process_type):
+            raise Invalid(f"{process_type!r} is not a valid process type name.")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PER_TYPE:
+            raise Invalid(
+                f"The count of {process_type} must be a whole number from 0 to {MAX_PER_TYPE}."
+            )
+        changes[process_type] = count
+    app.formation = {**app.formation, **changes}
+    session.flush()
+    if app.current_release_id is not None:
+        releases.enqueue(session, releases.ROLL_TASK, app.id, app.current_release_id)
+    return dict(app.formation)

@@ -1,0 +1,202 @@
+"""The reconciler: make what runs (Docker, volumes, nginx) match what the database says.
+
+It runs on start and periodically. Each pass:
+
+1. fails deploys whose worker died (stale heartbeat) and removes their build containers, build
+   volumes and half-started instances;
+2. restarts instances that should run but whose container is gone or exited (same release);
+3. removes containers and volumes no row owns;
+4. rewrites the router configuration.
+
+Apps whose deploy lock is held are skipped in step 2: the deploy in progress owns them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.models import App, Deploy, Instance
+from slipway.models.deploy import FAILED, QUEUED, TERMINAL_STATES
+from slipway.models.instance import CRASHED, LIVE, STARTING
+from slipway.runtime.base import LABEL_INSTANCE, LABEL_KIND, ContainerInfo
+from slipway.services import instances
+from slipway.services.builds import LABEL_DEPLOY, build_volume_names
+from slipway.services.deploys import DeployLog, app_lock
+from slipway.services.errors import Conflict
+from slipway.services.routing import routes_from_db
+
+logger = logging.getLogger(__name__)
+
+WORKER_DIED = "The worker running this deploy stopped before it finished; deploy again."
+NEVER_PICKED = "No worker picked this deploy up in time; deploy again."
+
+
+@dataclass
+class ReconcileReport:
+    failed_deploys: list[int] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    removed_containers: list[str] = field(default_factory=list)
+    removed_volumes: list[str] = field(default_factory=list)
+
+
+def reconcile(
+    session: Session, adapters: Adapters, settings: Settings, on_start: bool = False
+) -> ReconcileReport:
+    """One pass; ``on_start`` also remounts volumes a host restart left unmounted."""
+    report = ReconcileReport()
+    if on_start:
+        adapters.volumes.recover()
+    report.failed_deploys = fail_stale_deploys(session, adapters, settings)
+    report.restarted = restart_missing(session, adapters, settings)
+    report.removed_containers = remove_orphan_containers(session, adapters)
+    report.removed_volumes = remove_orphan_volumes(session, adapters)
+    adapters.router.apply(routes_from_db(session))
+    session.commit()
+    return report
+
+
+# ----------------------------------------------------------------------------- deploys
+
+
+def fail_stale_deploys(session: Session, adapters: Adapters, settings: Settings) -> list[int]:
+    """Fail unfinished deploys whose heartbeat stopped, and clean up what they left."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=settings.deploy_stale_after)
+    never = now - timedelta(seconds=settings.deploy_lock_timeout + settings.build_timeout)
+    query = select(Deploy).where(Deploy.state.not_in(TERMINAL_STATES))
+    failed = []
+    for deploy in session.scalars(query).all():
+        if deploy.heartbeat_at is not None and deploy.heartbeat_at < stale:
+            _fail(session, adapters, deploy, WORKER_DIED)
+        elif deploy.heartbeat_at is None and deploy.state == QUEUED and deploy.created_at < never:
+            _fail(session, adapters, deploy, NEVER_PICKED)
+        else:
+            continue
+        failed.append(deploy.id)
+    return failed
+
+
+def _fail(session: Session, adapters: Adapters, deploy: Deploy, error: str) -> None:
+    logger.warning("deploy %s: %s", deploy.id, error)
+    for container in adapters.runtime.list(labels={LABEL_DEPLOY: str(deploy.id)}):
+        adapters.runtime.stop(container.container_id)
+    for name in build_volume_names(deploy.id):
+        adapters.volumes.destroy(name)
+    if deploy.release_id is not None:
+        half_started = select(Instance).where(
+            Instance.release_id == deploy.release_id, Instance.state == STARTING
+        )
+        for instance in session.scalars(half_started).all():
+            instances.retire(session, adapters, instance)
+    deploy.state, deploy.error, deploy.finished_at = FAILED, error, datetime.now(UTC)
+    session.commit()
+    if deploy.log_path:
+        log = DeployLog(Path(deploy.log_path))
+        log(f"-----> Deploy failed: {error}")
+        log.close()
+
+
+# ----------------------------------------------------------------------------- instances
+
+
+def _by_instance(containers: list[ContainerInfo]) -> dict[str, ContainerInfo]:
+    return {
+        c.labels[LABEL_INSTANCE]: c
+        for c in containers
+        if c.labels.get(LABEL_KIND) == "instance" and LABEL_INSTANCE in c.labels
+    }
+
+
+def restart_missing(session: Session, adapters: Adapters, settings: Settings) -> list[str]:
+    """Start a new container (same release, same volume) for instances whose container is gone."""
+    containers = _by_instance(adapters.runtime.list())
+    restarted = []
+    for app in session.scalars(select(App).order_by(App.name)).all():
+        try:
+            with app_lock(settings, app.id, timeout=0):
+                restarted += _restart_app(session, adapters, settings, app, containers)
+        except Conflict:
+            logger.info("%s: a deploy holds the lock; instances left to it", app.name)
+    return restarted
+
+
+def _restart_app(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    containers: dict[str, ContainerInfo],
+) -> list[str]:
+    wanted = select(Instance).where(Instance.app_id == app.id, Instance.state.in_((LIVE, CRASHED)))
+    restarted = []
+    for instance in session.scalars(wanted).all():
+        info = containers.get(str(instance.id))
+        if info is not None and info.status == "running":
+            continue
+        if info is not None:
+            adapters.runtime.stop(info.container_id)
+        logger.info("%s: restarting %s", app.name, instance.container_name)
+        try:
+            instances.launch(session, adapters, settings, app, instance)
+            live = instances.is_live(adapters, app, instance, settings.start_timeout)
+        except Exception as exc:
+            logger.warning("%s: could not restart %s: %s", app.name, instance.container_name, exc)
+            session.rollback()
+            live = False
+        instance.state = LIVE if live else CRASHED
+        session.commit()
+        restarted.append(instance.container_name)
+    return restarted
+
+
+# ----------------------------------------------------------------------------- orphans
+
+
+def remove_orphan_containers(session: Session, adapters: Adapters) -> list[str]:
+    """Stop containers that no instance row (or unfinished deploy) owns."""
+    containers = adapters.runtime.list()  # listed before the rows are read: see the module doc
+    owned_instances = {str(i) for i in session.scalars(select(Instance.id))}
+    running_deploys = {
+        str(d)
+        for d in session.scalars(select(Deploy.id).where(Deploy.state.not_in(TERMINAL_STATES)))
+    }
+    removed = []
+    for container in containers:
+        kind = container.labels.get(LABEL_KIND)
+        if kind == "instance":
+            orphan = container.labels.get(LABEL_INSTANCE) not in owned_instances
+        elif kind == "build":
+            orphan = container.labels.get(LABEL_DEPLOY) not in running_deploys
+        else:
+            continue  # one-off runs and anything else are not the reconciler's business
+        if orphan:
+            adapters.runtime.stop(container.container_id)
+            removed.append(container.name)
+    return removed
+
+
+def remove_orphan_volumes(session: Session, adapters: Adapters) -> list[str]:
+    """Destroy instance and build volumes that no row owns."""
+    volumes = adapters.volumes.list()
+    owned = set(session.scalars(select(Instance.volume_name)))
+    running_deploys = set(
+        session.scalars(select(Deploy.id).where(Deploy.state.not_in(TERMINAL_STATES)))
+    )
+    owned |= {name for d in running_deploys for name in build_volume_names(d)}
+    removed = []
+    for volume in volumes:
+        ours = volume.name.startswith(("app-", "build-"))
+        if ours and volume.name not in owned:
+            with contextlib.suppress(Exception):
+                adapters.volumes.destroy(volume.name)
+                removed.append(volume.name)
+    return removed
