@@ -68,13 +68,16 @@ class FakeReceiver:
         return webhooks.Response(status, 5, None if status < 300 else f"HTTP {status}")
 
 
-def new_delivery(factory: sessionmaker[Session], app_id: int, sent: list[object]) -> int:
+Sent = list[tuple[str, tuple[object, ...]]]
+
+
+def new_delivery(factory: sessionmaker[Session], app_id: int, sent: Sent) -> int:
     with session_scope(factory) as session:
         app = session.get(App, app_id)
         assert app is not None
         webhooks.create_webhook(session, app, "http://127.0.0.1:9/hook", ["crash"], "s" * 32)
         events.record_event(session, app, "crash", "web crashed", {"exit_status": 1})
-    name, (delivery_id,) = sent[-1]  # type: ignore[misc]
+    name, (delivery_id,) = sent[-1]
     assert name == "slipway.deliver"
     return int(delivery_id)
 
@@ -160,7 +163,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 def test_failed_attempts_are_retried_with_backoff_then_delivered_once(
-    factory: sessionmaker[Session], app_id: int, sent: list[object], settings: Settings
+    factory: sessionmaker[Session], app_id: int, sent: Sent, settings: Settings
 ) -> None:
     delivery_id = new_delivery(factory, app_id, sent)
     receiver, clock = FakeReceiver(500, None, 204), Clock()
@@ -191,7 +194,7 @@ def test_failed_attempts_are_retried_with_backoff_then_delivered_once(
 
 
 def test_gives_up_after_the_limit(
-    factory: sessionmaker[Session], app_id: int, sent: list[object], settings: Settings
+    factory: sessionmaker[Session], app_id: int, sent: Sent, settings: Settings
 ) -> None:
     limited = settings.with_overrides(webhook_max_attempts=2)
     delivery_id = new_delivery(factory, app_id, sent)
@@ -206,7 +209,7 @@ def test_gives_up_after_the_limit(
 
 
 def test_a_duplicate_message_during_an_attempt_sends_nothing(
-    factory: sessionmaker[Session], app_id: int, sent: list[object], settings: Settings
+    factory: sessionmaker[Session], app_id: int, sent: Sent, settings: Settings
 ) -> None:
     delivery_id = new_delivery(factory, app_id, sent)
     receiver = FakeReceiver(200)
