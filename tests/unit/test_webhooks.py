@@ -79,7 +79,8 @@ def new_delivery(factory: sessionmaker[Session], app_id: int, sent: Sent) -> int
         events.record_event(session, app, "crash", "web crashed", {"exit_status": 1})
     name, (delivery_id,) = sent[-1]
     assert name == "slipway.deliver"
-    return int(delivery_id)
+    assert isinstance(delivery_id, int)
+    return delivery_id
 
 
 def opener(factory: sessionmaker[Session]) -> webhooks.SessionOpener:
