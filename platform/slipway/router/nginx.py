@@ -1,0 +1,284 @@
+"""The router: a real nginx, run by the platform itself with a configuration it generates.
+
+Everything lives under ``settings.nginx_dir``: the main ``nginx.conf``, the generated
+``sites.conf``, the pid file, logs and temp paths. A new configuration is rendered to a temporary
+file, checked with ``nginx -t``, renamed into place and only then is nginx reloaded, so a
+configuration nginx refuses never replaces the one that is serving.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import jinja2
+
+from slipway.config import Settings
+from slipway.router.base import Route
+from slipway.services.errors import SlipwayError
+
+APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+MAX_BODY_SIZE = "100m"
+COMMAND_TIMEOUT = 30
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("slipway", "router"),
+    autoescape=False,  # nginx configuration, not HTML
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+class RouterError(SlipwayError):
+    """nginx refused the configuration or could not be started or reloaded."""
+
+
+def nginx_binary() -> str:
+    """The nginx executable (Debian installs it in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise RouterError("nginx is not installed; install the Debian package nginx.")
+    return found
+
+
+def no_instance_message(app: str) -> str:
+    return f"The app {app} has no running instance right now; try again in a moment.\\n"
+
+
+def render_sites(routes: list[Route], listen: str, domain: str) -> str:
+    """The whole sites configuration for these routes (names are checked: they go into nginx)."""
+    if not DOMAIN.match(domain):
+        raise RouterError(f"The domain {domain!r} is not a valid host name.")
+    for route in routes:
+        if not APP_NAME.match(route.app):
+            raise RouterError(f"The app name {route.app!r} cannot be routed (not a DNS label).")
+    return _templates.get_template("sites.conf.j2").render(
+        routes=sorted(routes, key=lambda r: r.app),
+        listen=listen,
+        domain=domain,
+        domain_regex=re.escape(domain),
+        no_instance_message=no_instance_message,
+    )
+
+
+class NginxRouter:
+    """:class:`slipway.router.base.Router` on a real nginx."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.nginx_dir
+        self.main_conf = self.dir / "nginx.conf"
+        self.sites_conf = self.dir / "sites.conf"
+        self.pid_file = self.dir / "nginx.pid"
+        self.logs_dir = self.dir / "logs"
+        self.temp_dir = self.dir / "tmp"
+
+    # ----- configuration -------------------------------------------------------------------
+
+    def render_main(self, sites_file: Path) -> str:
+        return _templates.get_template("nginx.conf.j2").render(
+            pid_file=self.pid_file,
+            logs_dir=self.logs_dir,
+            temp_dir=self.temp_dir,
+            sites_file=sites_file,
+            max_body_size=MAX_BODY_SIZE,
+        )
+
+    def ensure_config(self) -> None:
+        """Write the main configuration, and an empty routing table if there is none yet."""
+        with self._locked():
+            self._write_main()
+            if not self.sites_conf.exists():
+                self._swap_in(render_sites([], self.settings.router_bind, self.settings.domain))
+
+    def apply(self, routes: list[Route]) -> None:
+        """Render the routes, check them with ``nginx -t``, swap them in and reload nginx."""
+        text = render_sites(routes, self.settings.router_bind, self.settings.domain)
+        with self._locked():
+            self._write_main()
+            if self.sites_conf.exists() and self.sites_conf.read_text() == text:
+                return
+            self._swap_in(text)
+            if self.is_running():
+                self.reload()
+
+    def _write_main(self) -> None:
+        for path in (self.dir, self.logs_dir, self.temp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        text = self.render_main(self.sites_conf)
+        if not self.main_conf.exists() or self.main_conf.read_text() != text:
+            _atomic_write(self.main_conf, text)
+
+    def _swap_in(self, sites: str) -> None:
+        candidate = _temp_file(self.dir, "sites-", sites)
+        check_conf = _temp_file(self.dir, "check-", self.render_main(candidate))
+        try:
+            self._check(check_conf)
+            os.replace(candidate, self.sites_conf)
+        finally:
+            candidate.unlink(missing_ok=True)
+            check_conf.unlink(missing_ok=True)
+
+    def _check(self, conf: Path) -> None:
+        result = self._nginx(["-t", "-c", str(conf)])
+        if result.returncode != 0:
+            detail = result.stderr.strip().splitlines()
+            raise RouterError(
+                "nginx refused the new routing configuration, the old one stays in place: "
+                + (detail[0] if detail else "no detail")
+            )
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # The worker, the reconciler and the API may all rewrite routes at once.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # ----- the process ---------------------------------------------------------------------
+
+    def command(self, foreground: bool = False) -> list[str]:
+        """The command line that runs this router (foreground: for a supervisor)."""
+        args = [nginx_binary(), "-p", str(self.dir), "-e", str(self.logs_dir / "error.log")]
+        args += ["-c", str(self.main_conf)]
+        return args + (["-g", "daemon off;"] if foreground else [])
+
+    def pid(self) -> int | None:
+        """The master process id, when nginx is running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self) -> None:
+        """Start nginx in the background if it is not running."""
+        if self.is_running():
+            return
+        self.ensure_config()
+        result = subprocess.run(
+            self.command(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+        if result.returncode != 0:
+            raise RouterError(f"nginx did not start: {result.stderr.strip()}")
+        # A reload signal that comes before the workers exist is lost: wait for them.
+        self._wait(self._serving, "nginx did not start its workers")
+
+    def _serving(self) -> bool:
+        pid = self.pid()
+        return pid is not None and bool(_children(pid))
+
+    def reload(self) -> None:
+        """Reload the configuration and wait until new workers serve it.
+
+        Old workers finish the requests they hold, so a reload drops nothing.
+        """
+        pid = self.pid()
+        if pid is None:
+            return
+        before = _children(pid)
+        os.kill(pid, signal.SIGHUP)
+        # nginx reports a failed reload only in its log: new workers are the sign it took, and
+        # old workers stop accepting once they call themselves "shutting down".
+        self._wait(
+            lambda: bool(_children(pid) - before) and not _still_accepting(before),
+            f"nginx did not load the new configuration; see {self.logs_dir / 'error.log'}",
+        )
+
+    def stop(self) -> None:
+        """Stop nginx gracefully (SIGQUIT), then for good if it does not go."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGQUIT)
+        try:
+            self._wait(lambda: not _alive(pid), "nginx did not stop")
+        except RouterError:
+            os.kill(pid, signal.SIGKILL)
+
+    def _nginx(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        base = [nginx_binary(), "-p", str(self.dir), "-e", str(self.logs_dir / "error.log")]
+        return subprocess.run(
+            base + args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+
+    @staticmethod
+    def _wait(done: Callable[[], bool], message: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.05)
+        raise RouterError(message)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is pid (nginx's workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; the parent id is the second field after it.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _still_accepting(workers: set[int]) -> bool:
+    """True while one of these nginx workers still runs and is not shutting down."""
+    for pid in workers:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title and b"shutting down" not in title:
+            return True
+    return False
+
+
+def _temp_file(directory: Path, prefix: str, text: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".conf.tmp", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return Path(name)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    os.replace(_temp_file(path.parent, path.name + "-", text), path)

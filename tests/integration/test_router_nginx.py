@@ -1,0 +1,198 @@
+"""The router against a real nginx on a free port, with tiny upstream servers in this process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from slipway.config import Settings
+from slipway.router.base import Route
+from slipway.router.nginx import NginxRouter, RouterError
+
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers with its server's name, the path it saw and the forwarded headers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        body = "|".join(
+            [
+                self.server.name,  # type: ignore[attr-defined]
+                self.path,
+                self.headers.get("X-Forwarded-Host", ""),
+                self.headers.get("X-Forwarded-Prefix", ""),
+                self.headers.get("X-Forwarded-For", ""),
+            ]
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[object]:
+    """Start named echo servers on free ports; all stopped after the test."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(name: str) -> int:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+        server.daemon_threads = True
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return int(server.server_address[1])
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def router(settings: Settings) -> Iterator[NginxRouter]:
+    port = free_port()
+    router = NginxRouter(settings.with_overrides(router_bind=f"127.0.0.1:{port}"))
+    router.start()
+    yield router
+    router.stop()
+
+
+def _url(router: NginxRouter, path: str = "/") -> str:
+    return f"http://{router.settings.router_bind}{path}"
+
+
+def _get(router: NginxRouter, path: str = "/", host: str | None = None) -> requests.Response:
+    headers = {"Host": host} if host else {}
+    return requests.get(_url(router, path), headers=headers, timeout=5, allow_redirects=False)
+
+
+def test_routes_by_host_to_the_apps_instances(router: NginxRouter, upstream) -> None:
+    router.apply([Route("hello", [upstream("a")]), Route("other", [upstream("b")])])
+
+    response = _get(router, "/some/path?x=1", host="hello.localhost")
+
+    assert response.status_code == 200
+    name, path, forwarded_host, _, forwarded_for = response.text.split("|")
+    assert (name, path, forwarded_host) == ("a", "/some/path?x=1", "hello.localhost")
+    assert forwarded_for == "127.0.0.1"
+    assert _get(router, "/", host="other.localhost").text.startswith("b|")
+
+
+def test_routes_by_path_with_the_prefix_stripped(router: NginxRouter, upstream) -> None:
+    router.apply([Route("hello", [upstream("a")])])
+
+    response = _get(router, "/hello/some/path?x=1")
+
+    assert response.status_code == 200
+    name, path, _, prefix, _ = response.text.split("|")
+    assert (name, path, prefix) == ("a", "/some/path?x=1", "/hello")
+    redirect = _get(router, "/hello")
+    assert redirect.status_code == 301 and redirect.headers["Location"] == "/hello/"
+
+
+def test_requests_are_balanced_over_the_live_instances(router: NginxRouter, upstream) -> None:
+    router.apply([Route("hello", [upstream("a"), upstream("b")])])
+
+    names = {_get(router, "/", host="hello.localhost").text.split("|")[0] for _ in range(10)}
+
+    assert names == {"a", "b"}
+
+
+def test_a_dead_instance_is_skipped_for_the_next_one(router: NginxRouter, upstream) -> None:
+    router.apply([Route("hello", [free_port(), upstream("a")])])
+
+    answers = [_get(router, "/", host="hello.localhost") for _ in range(6)]
+
+    assert [r.status_code for r in answers] == [200] * 6
+
+
+def test_an_unknown_app_gets_a_clear_404(router: NginxRouter) -> None:
+    router.apply([])
+
+    by_host = _get(router, "/", host="nope.localhost")
+    by_path = _get(router, "/nope/x")
+
+    assert by_host.status_code == 404
+    assert by_host.text == "No app named nope is deployed here.\n"
+    assert by_path.status_code == 404
+    assert by_path.text == "No app named nope is deployed here.\n"
+
+
+def test_an_app_without_live_instances_gets_a_clear_503(router: NginxRouter) -> None:
+    router.apply([Route("idle", [])])
+
+    for response in (_get(router, "/", host="idle.localhost"), _get(router, "/idle/")):
+        assert response.status_code == 503
+        assert "The app idle has no running instance" in response.text
+
+
+def test_a_configuration_nginx_refuses_keeps_the_old_one(router: NginxRouter, upstream) -> None:
+    router.apply([Route("hello", [upstream("a")])])
+    before = router.sites_conf.read_text()
+
+    with pytest.raises(RouterError, match="old one stays in place"):
+        router.apply([Route("hello", [0])])  # port 0: nginx -t says "invalid port"
+
+    assert router.sites_conf.read_text() == before
+    assert _get(router, "/", host="hello.localhost").text.startswith("a|")
+    assert not list(router.dir.glob("*.tmp"))
+
+
+def test_reloads_while_requests_run_drop_nothing(router: NginxRouter, upstream) -> None:
+    old, new = upstream("old"), upstream("new")
+    router.apply([Route("hello", [old])])
+    failures: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 20
+        for _ in range(2000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                response = _get(router, "/", host="hello.localhost")
+                if response.status_code != 200:
+                    failures.append(str(response.status_code))
+                seen.add(response.text.split("|")[0])
+            except requests.RequestException as error:
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for i in range(10):
+        router.apply([Route("hello", [old, new] if i % 2 == 0 else [new])])
+        time.sleep(0.15)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert seen == {"old", "new"}
+
+
+def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:
+    router = NginxRouter(settings.with_overrides(router_bind=f"127.0.0.1:{free_port()}"))
+    router.start()
+    pid = router.pid()
+    router.start()
+
+    assert pid is not None and router.pid() == pid
+    router.stop()
+    assert router.pid() is None
+    with pytest.raises(requests.ConnectionError):
+        _get(router, "/")
