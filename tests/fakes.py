@@ -1,0 +1,218 @@
+"""In-memory stand-ins for the outside systems, for fast unit tests of services and views.
+
+Each fake keeps what it was asked to do, so tests can check it. Integration tests use the real
+adapters (Docker, loop mounts, nginx) instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.db import make_engine, make_session_factory, upgrade_database
+from slipway.router.base import Route
+from slipway.runtime.base import (
+    BuildResult,
+    BuildSpec,
+    ContainerEvent,
+    ContainerInfo,
+    ExecResult,
+    InstanceSpec,
+    RunningInstance,
+)
+from slipway.services.artifacts import FilesystemArtifacts
+from slipway.volumes.base import Volume, VolumeUsage
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class FakeRuntime:
+    """Containers that "run" at once; builds succeed unless ``build_exit_code`` says otherwise."""
+
+    build_exit_code: int = 0
+    ports_live: bool = True
+    containers: dict[str, ContainerInfo] = field(default_factory=dict)
+    builds: list[BuildSpec] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def ping(self) -> None:
+        return None
+
+    def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
+        self.builds.append(spec)
+        on_line(f"fake build of {spec.image}")
+        return BuildResult(exit_code=self.build_exit_code, timed_out=False, duration=0.0)
+
+    def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        number = next(self._ids)
+        container_id = f"fake{number:060d}"
+        host_port = 20000 + number
+        self.containers[container_id] = ContainerInfo(
+            container_id, spec.name, "running", dict(spec.labels), host_port
+        )
+        return RunningInstance(container_id=container_id, name=spec.name, host_port=host_port)
+
+    def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
+        return self.ports_live
+
+    def exec(self, container_id: str, command: list[str], user: str = "1000:1000") -> ExecResult:
+        return ExecResult(exit_code=0, output="")
+
+    def stop(self, container_id: str, timeout: float = 10) -> None:
+        if self.containers.pop(container_id, None) is not None:
+            self.stopped.append(container_id)
+
+    def list(self, labels: dict[str, str] | None = None) -> list[ContainerInfo]:
+        wanted = labels or {}
+        return [
+            info
+            for info in self.containers.values()
+            if all(info.labels.get(key) == value for key, value in wanted.items())
+        ]
+
+    def events(
+        self, since: float | None = None, until: float | None = None
+    ) -> Iterator[ContainerEvent]:
+        return iter(())
+
+    def logs(self, container_id: str, tail: int = 100) -> str:
+        return ""
+
+
+@dataclass
+class FakeVolumes:
+    """Plain directories under ``root``, no cap enforced."""
+
+    root: Path
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    destroyed: list[str] = field(default_factory=list)
+
+    def create(self, name: str, size: int) -> Volume:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        self.volumes[name] = Volume(name=name, path=path, size=size)
+        return self.volumes[name]
+
+    def get(self, name: str) -> Volume | None:
+        return self.volumes.get(name)
+
+    def destroy(self, name: str) -> None:
+        if self.volumes.pop(name, None) is not None:
+            self.destroyed.append(name)
+
+    def usage(self, name: str) -> VolumeUsage:
+        return VolumeUsage(used=0, size=self.volumes[name].size, allocated=0)
+
+    def list(self) -> list[Volume]:
+        return list(self.volumes.values())
+
+    def recover(self) -> builtins.list[str]:
+        return []
+
+
+@dataclass
+class FakeRouter:
+    """Remembers every configuration it was given; ``routes`` is the last one."""
+
+    applied: list[list[Route]] = field(default_factory=list)
+    running: bool = False
+
+    @property
+    def routes(self) -> list[Route]:
+        return self.applied[-1] if self.applied else []
+
+    def apply(self, routes: list[Route]) -> None:
+        self.applied.append(list(routes))
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
+@dataclass
+class RecordingSender:
+    """Takes the place of Celery in ``slipway.tasks.dispatch``: keeps the tasks it was sent."""
+
+    sent: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def __call__(self, task_name: str, args: tuple[Any, ...]) -> None:
+        self.sent.append((task_name, args))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.sent]
+
+
+def fake_adapters(root: Path) -> Adapters:
+    """Fake runtime, volumes and router; real artifact files under ``root``."""
+    return Adapters(
+        runtime=FakeRuntime(),
+        volumes=FakeVolumes(root / "volumes"),
+        router=FakeRouter(),
+        artifacts=FilesystemArtifacts(root / "artifacts"),
+    )
+
+
+@contextmanager
+def migrated_session(settings: Settings) -> Iterator[Session]:
+    """A session on the settings' database after ``alembic upgrade head``."""
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class BuildingRuntime(FakeRuntime):
+    """A FakeRuntime whose builds copy INPUT to OUTPUT, for the deploy pipeline's unit tests.
+
+    ``dead_releases`` lists release versions (as label strings) whose instances never listen;
+    ``build_timed_out`` makes every build hit the time limit.
+    """
+
+    build_timed_out: bool = False
+    dead_releases: set[str] = field(default_factory=set)
+    port_release: dict[int, str] = field(default_factory=dict)
+
+    def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
+        import shutil
+
+        self.builds.append(spec)
+        on_line(f"building with {spec.image}")
+        if self.build_timed_out:
+            return BuildResult(exit_code=None, timed_out=True, duration=spec.timeout)
+        if self.build_exit_code == 0:
+            source, output = spec.mounts[0].source, spec.mounts[1].source
+            shutil.copytree(source, output, dirs_exist_ok=True)
+            on_line("copied the source")
+        return BuildResult(exit_code=self.build_exit_code, timed_out=False, duration=0.1)
+
+    def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        running = super().start_instance(spec)
+        self.port_release[running.host_port] = spec.labels.get("io.slipway.release", "")
+        return running
+
+    def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
+        return self.ports_live and self.port_release.get(host_port) not in self.dead_releases
+
+    def logs(self, container_id: str, tail: int = 100) -> str:
+        return "app crashed: cannot find module\n"
+
+    def kill(self, container_id: str) -> None:
+        """Make a container look exited, as after a crash or a dockerd restart."""
+        info = self.containers[container_id]
+        self.containers[container_id] = ContainerInfo(
+            info.container_id, info.name, "exited", info.labels, info.host_port
+        )
