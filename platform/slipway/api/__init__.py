@@ -1,0 +1,40 @@
+"""The JSON API at ``/api/v1``: the whole surface is the route table below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask
+
+from slipway.api import apps, auth, config, deploys, errors, formation, releases, users
+
+ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
+    ("/user", users.show_user, ["GET"]),
+    ("/apps", apps.list_apps, ["GET"]),
+    ("/apps", apps.create_app, ["POST"]),
+    ("/apps/<name>", apps.show_app, ["GET"]),
+    ("/apps/<name>", apps.delete_app, ["DELETE"]),
+    ("/apps/<name>/deploys", deploys.list_deploys, ["GET"]),
+    ("/apps/<name>/deploys", deploys.create_deploy, ["POST"]),
+    ("/apps/<name>/deploys/<int:deploy_id>", deploys.show_deploy, ["GET"]),
+    ("/apps/<name>/deploys/<int:deploy_id>/log", deploys.deploy_log, ["GET"]),
+    ("/apps/<name>/releases", releases.list_releases, ["GET"]),
+    ("/apps/<name>/rollback", releases.rollback, ["POST"]),
+    ("/apps/<name>/config", config.show_config, ["GET"]),
+    ("/apps/<name>/config", config.change_config, ["PATCH"]),
+    ("/apps/<name>/scale", formation.scale, ["POST"]),
+]
+
+
+def make_blueprint() -> Blueprint:
+    blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+    blueprint.before_request(auth.authenticate)
+    for rule, view, methods in ROUTES:
+        blueprint.add_url_rule(rule, view_func=view, methods=methods)
+    return blueprint
+
+
+def init_app(app: Flask) -> None:
+    errors.init_app(app)
+    app.register_blueprint(make_blueprint())

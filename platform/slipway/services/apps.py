@@ -15,6 +15,7 @@ from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
 from slipway.runtime.base import LABEL_APP
 from slipway.services.errors import Conflict, Invalid, NotFound
+from slipway.services.routing import routes_from_db
 
 if TYPE_CHECKING:
     from slipway.adapters import Adapters
@@ -144,8 +145,6 @@ def app_view(session: Session, app: App, settings: Settings) -> dict[str, Any]:
 
 def delete_app(session: Session, app: App, adapters: Adapters) -> None:
     """Stop the app's containers (builds included), free its volumes, drop its route, forget it."""
-    from slipway.services.routing import routes_from_db
-
     for container in adapters.runtime.list(labels={LABEL_APP: app.name}):
         adapters.runtime.stop(container.container_id)
     for instance in app.instances:
@@ -153,3 +152,4 @@ def delete_app(session: Session, app: App, adapters: Adapters) -> None:
     session.delete(app)
     session.flush()
     adapters.router.apply(routes_from_db(session))
+    adapters.artifacts.delete_app(app.name)

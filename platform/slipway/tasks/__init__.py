@@ -71,3 +71,6 @@ class SlipwayTask(Task):  # type: ignore[misc]  # Celery ships no type informati
 
 celery = Celery("slipway", task_cls=SlipwayTask)
 celery.conf.update(celery_config(get_settings()))
+
+# Last, because the task bodies import the names above; importing them registers them.
+from slipway.tasks import deploys as _deploys  # noqa: E402, F401

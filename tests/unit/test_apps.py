@@ -1,0 +1,203 @@
+"""Apps (names, ownership, the view, delete), config var changes, and enqueue-after-commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.models import App, Instance, Release, User
+from slipway.runtime.base import LABEL_APP, InstanceSpec, Limits
+from slipway.services import apps, config_vars, users
+from slipway.services.errors import Conflict, Invalid, NotFound
+from slipway.tasks import dispatch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tests.fakes import (
+    FakeRouter,
+    FakeRuntime,
+    FakeVolumes,
+    RecordingSender,
+    fake_adapters,
+    migrated_session,
+)
+
+
+@pytest.fixture
+def session(settings: Settings) -> Iterator[Session]:
+    with migrated_session(settings) as session:
+        yield session
+
+
+@pytest.fixture
+def sender() -> Iterator[RecordingSender]:
+    recorder = RecordingSender()
+    previous = dispatch.set_sender(recorder)
+    yield recorder
+    dispatch.set_sender(previous)
+
+
+@pytest.fixture
+def adapters(tmp_path: Path) -> Adapters:
+    return fake_adapters(tmp_path / "adapters")
+
+
+def owner(session: Session, name: str = "alice", admin: bool = False) -> User:
+    return users.create_user(session, name, is_admin=admin)
+
+
+def run_instance(session: Session, adapters: Adapters, app: App, version: int = 1) -> Instance:
+    """A release and a live instance whose container runs in the fake runtime."""
+    release = Release(app=app, version=version, slug_path="/slug.tgz", stack="static")
+    app.current_release = release
+    name = f"{app.name}-web-{version}"
+    running = adapters.runtime.start_instance(
+        InstanceSpec("img", name, [], {}, Limits(), 5000, labels={LABEL_APP: app.name})
+    )
+    adapters.volumes.create(name, 1024)
+    instance = Instance(
+        app=app,
+        release=release,
+        container_id=running.container_id,
+        container_name=name,
+        volume_name=name,
+        host_port=running.host_port,
+        state="live",
+    )
+    session.add(instance)
+    session.flush()
+    return instance
+
+
+@pytest.mark.parametrize("name", ["a", "hello", "my-app-2", "x" * 63])
+def test_dns_labels_are_valid_app_names(session: Session, settings: Settings, name: str) -> None:
+    assert apps.create_app(session, owner(session), name, settings).name == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Hello", "2fast", "-x", "x-", "a_b", "a.b", "héllo", "x" * 64, None, 42]
+)
+def test_other_names_are_refused_with_a_clear_sentence(
+    session: Session, settings: Settings, name: object
+) -> None:
+    with pytest.raises(Invalid, match="not a valid app name. An app name is a DNS label"):
+        apps.create_app(session, owner(session), name, settings)
+
+
+def test_a_taken_name_is_a_conflict(session: Session, settings: Settings) -> None:
+    apps.create_app(session, owner(session), "hello", settings)
+    with pytest.raises(Conflict, match="already exists"):
+        apps.create_app(session, owner(session, "bob"), "hello", settings)
+
+
+def test_a_new_app_gets_the_default_memory(session: Session, settings: Settings) -> None:
+    small = settings.with_overrides(default_memory=128 * 1024**2)
+    assert apps.create_app(session, owner(session), "hello", small).memory == 128 * 1024**2
+
+
+def test_users_see_their_own_apps_and_the_admin_sees_all(
+    session: Session, settings: Settings
+) -> None:
+    alice, bob = owner(session, "alice"), owner(session, "bob")
+    admin = owner(session, "root", admin=True)
+    apps.create_app(session, alice, "alices", settings)
+    apps.create_app(session, bob, "bobs", settings)
+
+    assert [a.name for a in apps.list_apps(session, alice)] == ["alices"]
+    assert [a.name for a in apps.list_apps(session, admin)] == ["alices", "bobs"]
+    assert apps.get_app(session, admin, "bobs").name == "bobs"
+    with pytest.raises(NotFound, match="no app named 'bobs'"):
+        apps.get_app(session, alice, "bobs")
+    with pytest.raises(NotFound):
+        apps.get_app(session, alice, "missing")
+
+
+def test_the_view_shows_url_state_release_and_instances(
+    session: Session, settings: Settings, adapters: Adapters
+) -> None:
+    app = apps.create_app(session, owner(session), "hello", settings)
+    assert apps.app_view(session, app, settings)["state"] == "new"
+    instance = run_instance(session, adapters, app)
+
+    view = apps.app_view(session, app, settings.with_overrides(router_bind="127.0.0.1:8080"))
+    assert view["url"] == "http://hello.localhost:8080"
+    assert view["state"] == "running"
+    assert view["release"]["version"] == 1
+    assert view["instances"] == [
+        {
+            "process_type": "web",
+            "index": 1,
+            "state": "live",
+            "port": instance.host_port,
+            "container": "hello-web-1",
+            "release": 1,
+        }
+    ]
+    assert apps.app_url(settings, "hello") == "http://hello.localhost"
+
+
+def test_deleting_an_app_stops_containers_frees_volumes_and_drops_the_route(
+    session: Session, settings: Settings, adapters: Adapters
+) -> None:
+    app = apps.create_app(session, owner(session), "hello", settings)
+    other = apps.create_app(session, owner(session, "bob"), "other", settings)
+    instance = run_instance(session, adapters, app)
+    run_instance(session, adapters, other)
+
+    apps.delete_app(session, app, adapters)
+    session.commit()
+
+    runtime, volumes, router = adapters.runtime, adapters.volumes, adapters.router
+    assert isinstance(runtime, FakeRuntime) and isinstance(volumes, FakeVolumes)
+    assert isinstance(router, FakeRouter)
+    assert runtime.stopped == [instance.container_id]
+    assert volumes.destroyed == ["hello-web-1"]
+    assert [route.app for route in router.routes] == ["other"]
+    assert session.scalars(select(App.name)).all() == ["other"]
+
+
+def test_config_changes_are_checked_and_applied() -> None:
+    changes = config_vars.validate_changes({"A": "1", "B": None})
+    assert config_vars.apply_changes({"B": "old", "C": "3"}, changes) == {"A": "1", "C": "3"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ([], "JSON object"),
+        ({}, "JSON object"),
+        ({"1A": "x"}, "not a valid config var name"),
+        ({"A": 1}, "must be a string"),
+        ({"PORT": "80"}, "set by the platform"),
+        ({"SLIPWAY_APP": "x"}, "set by the platform"),
+    ],
+)
+def test_bad_config_changes_are_refused(changes: object, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        config_vars.validate_changes(changes)
+
+
+def test_tasks_are_sent_only_after_the_commit(
+    session: Session, settings: Settings, sender: RecordingSender
+) -> None:
+    apps.create_app(session, owner(session), "hello", settings)
+    dispatch.enqueue_after_commit(session, "slipway.deploy", 7)
+    assert sender.sent == []
+    assert dispatch.pending_tasks(session) == [("slipway.deploy", (7,))]
+    session.commit()
+    assert sender.sent == [("slipway.deploy", (7,))]
+    session.commit()  # a later commit does not send it again
+    assert len(sender.sent) == 1
+
+
+def test_tasks_of_a_rolled_back_transaction_are_never_sent(
+    session: Session, settings: Settings, sender: RecordingSender
+) -> None:
+    apps.create_app(session, owner(session), "hello", settings)
+    dispatch.enqueue_after_commit(session, "slipway.deploy", 7)
+    session.rollback()
+    session.commit()
+    assert sender.sent == []
