@@ -1,0 +1,345 @@
+"""The HTTP API through Flask's test client: a SQLite database, fake adapters, recorded tasks."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from slipway.adapters import Adapters
+from slipway.config import Settings
+from slipway.db import session_scope, upgrade_database
+from slipway.models import App, Deploy, Instance, Release
+from slipway.services import users
+from slipway.tasks import dispatch
+from slipway.webapp import create_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.fakes import FakeRouter, FakeRuntime, RecordingSender, fake_adapters
+
+
+@dataclass
+class Api:
+    client: FlaskClient
+    factory: sessionmaker[Session]
+    adapters: Adapters
+    sender: RecordingSender
+    tokens: dict[str, str]
+
+    def call(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> Any:
+        headers = kw.pop("headers", {})
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        return self.client.open(f"/api/v1{path}", method=method, headers=headers, **kw)
+
+    def create(self, name: str, user: str = "alice") -> Any:
+        response = self.call("POST", "/apps", user, json={"name": name})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+
+@pytest.fixture
+def api(settings: Settings, tmp_path: Path) -> Iterator[Api]:
+    upgrade_database(settings)
+    adapters = fake_adapters(tmp_path / "adapters")
+    flask_app = create_app(settings, adapters)
+    factory = flask_app.extensions["slipway"].session_factory
+    tokens = {}
+    with session_scope(factory) as session:
+        for name, admin in (("alice", False), ("bob", False), ("root", True)):
+            tokens[name] = users.create_token(session, users.create_user(session, name, admin))
+    sender = RecordingSender()
+    previous = dispatch.set_sender(sender)
+    yield Api(flask_app.test_client(), factory, adapters, sender, tokens)
+    dispatch.set_sender(previous)
+
+
+def tarball(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def release_app(api: Api, name: str, versions: int = 1, slug: Path | None = None) -> None:
+    """Give an app releases v1..vN (the last one current) and one live instance."""
+    with session_scope(api.factory) as session:
+        app = session.scalars(select(App).where(App.name == name)).one()
+        for version in range(1, versions + 1):
+            release = Release(
+                app=app,
+                version=version,
+                slug_path=str(slug or "/nowhere.tgz"),
+                stack="static",
+                config=dict(app.config),
+                process_types={"web": "serve"},
+                description=f"Deploy {version}",
+            )
+            app.current_release = release
+        session.add(
+            Instance(
+                app=app,
+                release=release,
+                container_name=f"{name}-web-1",
+                volume_name=f"{name}-web-1",
+                host_port=34567,
+                state="live",
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+def test_every_call_needs_a_valid_bearer_token(api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        response = api.call("GET", "/apps", user=None, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.get_json()["error"].endswith(".")
+    assert api.call("POST", "/apps", user=None, json={"name": "x"}).status_code == 401
+    assert api.call("GET", "/apps").status_code == 200
+
+
+def test_the_user_endpoint_says_who_the_token_is(api: Api) -> None:
+    assert api.call("GET", "/user", "root").get_json() == {"username": "root", "is_admin": True}
+
+
+def test_another_users_app_is_not_found_and_the_admin_sees_all(api: Api) -> None:
+    api.create("alices")
+    api.create("bobs", user="bob")
+    for method, path in [
+        ("GET", "/apps/bobs"),
+        ("DELETE", "/apps/bobs"),
+        ("GET", "/apps/bobs/config"),
+        ("PATCH", "/apps/bobs/config"),
+        ("GET", "/apps/bobs/releases"),
+        ("POST", "/apps/bobs/scale"),
+        ("GET", "/apps/bobs/deploys/1"),
+    ]:
+        response = api.call(method, path, json={"web": 1})
+        assert response.status_code == 404, (method, path)
+        assert response.get_json() == {"error": "There is no app named 'bobs'."}
+    assert [a["name"] for a in api.call("GET", "/apps").get_json()] == ["alices"]
+    assert [a["name"] for a in api.call("GET", "/apps", "root").get_json()] == ["alices", "bobs"]
+    assert api.call("GET", "/apps/bobs", "root").status_code == 200
+
+
+# ----------------------------------------------------------------------------- apps
+
+
+def test_creating_an_app_answers_201_with_the_app(api: Api) -> None:
+    app = api.create("hello")
+    assert app["name"] == "hello"
+    assert app["owner"] == "alice"
+    assert app["url"] == "http://hello.localhost"
+    assert app["state"] == "new"
+    assert app["release"] is None
+    assert app["instances"] == []
+    assert app["formation"] == {"web": 1}
+
+
+@pytest.mark.parametrize("name", ["Hello", "-x", "a_b", "x" * 64, "", 12])
+def test_a_bad_name_is_422_with_a_clear_sentence(api: Api, name: object) -> None:
+    response = api.call("POST", "/apps", json={"name": name})
+    assert response.status_code == 422
+    assert "An app name is a DNS label" in response.get_json()["error"]
+
+
+def test_a_body_that_is_not_a_json_object_is_refused(api: Api) -> None:
+    response = api.call("POST", "/apps", data="name=hello")
+    assert response.status_code == 422
+    assert "JSON object" in response.get_json()["error"]
+
+
+def test_a_duplicate_name_is_409(api: Api) -> None:
+    api.create("hello")
+    response = api.call("POST", "/apps", "bob", json={"name": "hello"})
+    assert response.status_code == 409
+    assert response.get_json() == {"error": "An app named 'hello' already exists."}
+
+
+def test_showing_an_app_lists_instances_with_state_and_port(api: Api) -> None:
+    api.create("hello")
+    release_app(api, "hello")
+    app = api.call("GET", "/apps/hello").get_json()
+    assert app["state"] == "running"
+    assert app["release"]["version"] == 1
+    assert [(i["state"], i["port"]) for i in app["instances"]] == [("live", 34567)]
+
+
+def test_deleting_an_app_removes_it_and_its_route(api: Api) -> None:
+    api.create("hello")
+    api.create("other")
+    runtime, router = api.adapters.runtime, api.adapters.router
+    assert isinstance(runtime, FakeRuntime) and isinstance(router, FakeRouter)
+    response = api.call("DELETE", "/apps/hello")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert [route.app for route in router.routes] == ["other"]
+    assert api.call("GET", "/apps/hello").status_code == 404
+    assert api.create("hello")["release"] is None  # the name is free again
+
+
+# ----------------------------------------------------------------------------- deploys
+
+
+def test_a_tarball_upload_queues_a_deploy_sent_after_commit(api: Api) -> None:
+    api.create("hello")
+    body = tarball({"index.html": b"<h1>hi</h1>"})
+    response = api.call(
+        "POST", "/apps/hello/deploys", data=body, headers={"Content-Type": "application/gzip"}
+    )
+    assert response.status_code == 202, response.get_json()
+    deploy = response.get_json()
+    assert deploy["state"] == "queued"
+    assert api.sender.sent == [("slipway.deploy", (deploy["id"],))]
+
+    shown = api.call("GET", f"/apps/hello/deploys/{deploy['id']}").get_json()
+    assert shown["state"] == "queued" and shown["error"] is None
+    listed = api.call("GET", "/apps/hello/deploys").get_json()
+    assert [d["id"] for d in listed] == [deploy["id"]]
+    assert api.call("GET", f"/apps/hello/deploys/{deploy['id'] + 1}").status_code == 404
+
+
+def test_a_path_traversal_archive_is_refused_and_nothing_is_queued(api: Api) -> None:
+    api.create("hello")
+    body = tarball({"../escape.txt": b"x"})
+    response = api.call("POST", "/apps/hello/deploys", data=body)
+    assert 400 <= response.status_code < 500
+    assert response.get_json()["error"]
+    assert api.sender.sent == []
+    with session_scope(api.factory) as session:
+        assert session.scalars(select(Deploy)).all() == []
+
+
+def test_an_upload_over_the_limit_is_413(api: Api, settings: Settings, tmp_path: Path) -> None:
+    small = settings.with_overrides(max_upload_size=1024)
+    upgrade_database(small)
+    client = create_app(small, fake_adapters(tmp_path / "small")).test_client()
+    with session_scope(api.factory) as session:
+        token = users.create_token(session, users.create_user(session, "carol"))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/apps", json={"name": "big"}, headers=headers).status_code == 201
+    response = client.post("/api/v1/apps/big/deploys", data=b"x" * 4096, headers=headers)
+    assert response.status_code == 413
+    assert "limit" in response.get_json()["error"]
+
+
+def test_the_log_streams_until_the_deploy_ends(api: Api, tmp_path: Path) -> None:
+    api.create("hello")
+    log = tmp_path / "deploy.log"
+    log.write_text("-----> first\n")
+    with session_scope(api.factory) as session:
+        app = session.scalars(select(App)).one()
+        deploy = Deploy(app=app, state="building", source_path="/s", log_path=str(log))
+        session.add(deploy)
+    deploy_id = deploy.id
+
+    def finish() -> None:
+        time.sleep(0.7)
+        with log.open("a") as handle:
+            handle.write("-----> last\n")
+        with session_scope(api.factory) as session:
+            session.get_one(Deploy, deploy_id).state = "succeeded"
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    started = time.monotonic()
+    response = api.call("GET", f"/apps/hello/deploys/{deploy_id}/log")
+    writer.join(timeout=10)
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    assert response.get_data(as_text=True) == "-----> first\n-----> last\n"
+    assert time.monotonic() - started < 10
+
+
+def test_the_log_of_a_finished_deploy_is_kept(api: Api, tmp_path: Path) -> None:
+    api.create("hello")
+    log = tmp_path / "done.log"
+    log.write_text("built\n")
+    with session_scope(api.factory) as session:
+        app = session.scalars(select(App)).one()
+        deploy = Deploy(app=app, state="failed", error="It broke.", source_path="/s")
+        deploy.log_path = str(log)
+        session.add(deploy)
+    assert api.call("GET", f"/apps/hello/deploys/{deploy.id}/log").data == b"built\n"
+    shown = api.call("GET", f"/apps/hello/deploys/{deploy.id}").get_json()
+    assert (shown["state"], shown["error"]) == ("failed", "It broke.")
+
+
+# ----------------------------------------------------------------------------- releases
+
+
+def test_releases_are_listed_newest_first(api: Api) -> None:
+    api.create("hello")
+    release_app(api, "hello", versions=3)
+    listed = api.call("GET", "/apps/hello/releases").get_json()
+    assert [(r["version"], r["current"]) for r in listed] == [(3, True), (2, False), (1, False)]
+
+
+def test_a_rollback_makes_a_new_release_and_rolls(api: Api, tmp_path: Path) -> None:
+    api.create("hello")
+    slug = tmp_path / "slug.tgz"
+    slug.write_bytes(tarball({"index.html": b"v1"}))
+    release_app(api, "hello", versions=2, slug=slug)
+    response = api.call("POST", "/apps/hello/rollback", json={"version": 1})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["version"] == 3
+    assert api.sender.names() == ["slipway.roll"]
+    bad = api.call("POST", "/apps/hello/rollback", json={"version": 9})
+    assert bad.status_code == 404
+
+
+# ----------------------------------------------------------------------------- config, scale
+
+
+def test_config_changes_make_a_new_release_and_null_unsets(api: Api) -> None:
+    api.create("hello")
+    assert api.call("PATCH", "/apps/hello/config", json={"A": "1", "B": "2"}).status_code == 200
+    release_app(api, "hello")
+    response = api.call("PATCH", "/apps/hello/config", json={"B": None, "C": "3"})
+    assert response.get_json() == {"A": "1", "C": "3"}
+    assert api.call("GET", "/apps/hello/config").get_json() == {"A": "1", "C": "3"}
+    versions = [r["version"] for r in api.call("GET", "/apps/hello/releases").get_json()]
+    assert versions == [2, 1]
+    assert api.sender.names() == ["slipway.roll"]
+
+
+def test_a_bad_config_change_is_422(api: Api) -> None:
+    api.create("hello")
+    response = api.call("PATCH", "/apps/hello/config", json={"PORT": "1"})
+    assert response.status_code == 422
+    assert "set by the platform" in response.get_json()["error"]
+
+
+def test_scaling_records_the_formation(api: Api) -> None:
+    api.create("hello")
+    response = api.call("POST", "/apps/hello/scale", json={"web": 3})
+    assert response.status_code == 200
+    assert response.get_json()["web"] == 3
+    assert api.call("GET", "/apps/hello").get_json()["formation"] == {"web": 3}
+    assert api.call("POST", "/apps/hello/scale", json={"web": -1}).status_code == 422
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_unknown_endpoints_and_methods_answer_json(api: Api) -> None:
+    missing = api.call("GET", "/nothing-here")
+    assert missing.status_code == 404
+    assert missing.get_json() == {"error": "There is no such API endpoint."}
+    wrong = api.call("PUT", "/apps")
+    assert wrong.status_code == 405
+    assert "method" in wrong.get_json()["error"]
