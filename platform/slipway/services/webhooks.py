@@ -319,5 +319,15 @@ def overdue_deliveries(session: Session, now: datetime, grace: float = 60) -> li
     return list(session.scalars(query))
 
 
+def touch(session: Session, delivery_id: int, now: datetime) -> None:
+    """Make a pending delivery due now (before re-sending its lost message)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == states.PENDING)
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
