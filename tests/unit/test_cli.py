@@ -326,11 +326,12 @@ def test_scale_and_its_ps_alias(api: FakeApi) -> None:
 
 
 def test_ps_lists_instances(api: FakeApi) -> None:
-    instances = [{"name": "hello-web-1", "process_type": "web", "state": "running", "port": 4242}]
+    instances = [{"process_type": "web", "index": 1, "state": "live", "port": 4242}]
     api.on("GET", "/apps/hello", (200, dict(HELLO, formation={"web": 1}, instances=instances)))
     lines = run("ps", "-a", "hello").output.splitlines()
     assert lines[0] == "Formation: web=1"
-    assert lines[2].split() == ["hello-web-1", "web", "running", "4242"]
+    assert lines[1].split() == ["PROCESS_TYPE", "INDEX", "STATE", "PORT"]
+    assert lines[2].split() == ["web", "1", "live", "4242"]
 
 
 def test_logs_tail_and_url(api: FakeApi) -> None:

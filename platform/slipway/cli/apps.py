@@ -116,7 +116,7 @@ def info(app: str | None, as_json: bool) -> None:
 
 
 def instance_columns(instances: list[dict[str, Any]]) -> list[str]:
-    wanted = ["name", "process_type", "state", "release", "port"]
+    wanted = ["process_type", "index", "state", "release", "port", "container"]
     return [c for c in wanted if any(c in i for i in instances)] or sorted(instances[0])
 
 

@@ -1,0 +1,262 @@
+"""The git server with the real `git` client over HTTP: auth, the hook, branches, the push lock.
+
+The API runs in a thread (werkzeug) on a free port with its own SQLite database and its own
+redis-server; a small stand-in worker finishes queued deploys, so these tests exercise the git
+side on their own. `test_cli_platform.py` pushes to the whole running platform.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from slipway.config import Settings
+from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
+from slipway.gitserver import repos
+from slipway.models import Deploy
+from slipway.services import apps, users
+from slipway.webapp import create_app
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class GitServer:
+    url: str
+    settings: Settings
+    alice: str  # owns the app "hello"
+    bob: str  # has no apps
+
+    def remote(self, token: str, app: str = "hello") -> str:
+        host = self.url.removeprefix("http://")
+        return f"http://any:{token}@{host}/git/{app}.git"
+
+    def deploys(self) -> list[Deploy]:
+        factory = make_session_factory(make_engine(self.settings))
+        with session_scope(factory) as session:
+            return list(session.scalars(select(Deploy).order_by(Deploy.id)))
+
+
+def _redis(tmp: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True)
+        if ping.stdout.strip() == b"PONG":
+            break
+        time.sleep(0.1)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _stand_in_worker(settings: Settings, stop: threading.Event) -> None:
+    """Finish queued deploys: fail when the source has a FAIL file, else succeed."""
+    factory = make_session_factory(make_engine(settings))
+    while not stop.wait(0.2):
+        with session_scope(factory) as session:
+            for deploy in session.scalars(select(Deploy).where(Deploy.state == "queued")):
+                with tarfile.open(deploy.source_path) as tar:
+                    names = tar.getnames()
+                failed = "FAIL" in names
+                with open(deploy.log_path, "a") as log:
+                    log.write(f"-----> Building {len(names)} files\n")
+                    log.write("build step failed\n" if failed else "build ok\n")
+                deploy.state = "failed" if failed else "succeeded"
+                deploy.error = "The build exited with status 1." if failed else None
+
+
+@pytest.fixture
+def git_server(tmp_path: Path) -> Iterator[GitServer]:
+    redis_gen = _redis(tmp_path)
+    redis_url = next(redis_gen)
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, redis_url=redis_url, build_timeout=60, start_timeout=5)
+    upgrade_database(settings)
+    factory = make_session_factory(make_engine(settings))
+    with session_scope(factory) as session:
+        alice = users.create_user(session, "alice")
+        alice_token = users.create_token(session, alice)
+        bob_token = users.create_token(session, users.create_user(session, "bob"))
+        apps.create_app(session, alice, "hello", settings)
+    server = make_server("127.0.0.1", free_port(), create_app(settings), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    worker = threading.Thread(target=_stand_in_worker, args=(settings, stop), daemon=True)
+    worker.start()
+    yield GitServer(f"http://127.0.0.1:{server.server_port}", settings, alice_token, bob_token)
+    stop.set()
+    worker.join(timeout=10)
+    server.shutdown()
+    next(redis_gen, None)
+
+
+def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(cwd),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    path.mkdir()
+    git("init", "-q", "-b", "main", cwd=path)
+    (path / "app.py").write_text("print('hello')\n")
+    git("add", ".", cwd=path)
+    git("commit", "-qm", "first", cwd=path)
+    return path
+
+
+def head(work: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=work).stdout.strip()
+
+
+def remote_ref(server: GitServer, ref: str) -> str | None:
+    repo = repos.repo_path(server.settings, "hello")
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", ref], cwd=repo, capture_output=True, text=True
+    )
+    return result.stdout.strip() or None
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+def test_a_wrong_token_is_refused_without_revealing_the_app(git_server: GitServer) -> None:
+    answers = []
+    for app in ("hello", "does-not-exist"):
+        url = f"{git_server.url}/git/{app}.git/info/refs?service=git-receive-pack"
+        response = requests.get(url, auth=("any", "wrong-token"), timeout=30)
+        answers.append((response.status_code, response.text))
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 401
+
+
+def test_a_wrong_token_fails_the_push(git_server: GitServer, work: Path) -> None:
+    result = git("push", git_server.remote("wrong-token"), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "Authentication failed" in result.stderr
+    assert git_server.deploys() == []
+
+
+def test_another_users_app_looks_like_a_missing_one(git_server: GitServer) -> None:
+    answers = []
+    for app in ("hello", "does-not-exist"):
+        url = f"{git_server.url}/git/{app}.git/info/refs?service=git-receive-pack"
+        response = requests.get(url, auth=("bob", git_server.bob), timeout=30)
+        answers.append((response.status_code, response.text))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404
+
+
+# ----------------------------------------------------------------------------- pushes
+
+
+def test_a_push_to_main_deploys_and_ends_with_the_url(git_server: GitServer, work: Path) -> None:
+    result = git("push", git_server.remote(git_server.alice), "main", cwd=work)
+    sha = head(work)
+    assert f"remote: -----> Deploying hello at {sha[:12]}" in result.stderr
+    assert "remote: build ok" in result.stderr
+    assert "remote: -----> Deployed: http://hello.localhost" in result.stderr
+    assert remote_ref(git_server, "refs/heads/main") == sha
+    [deploy] = git_server.deploys()
+    assert (deploy.source_kind, deploy.commit, deploy.state) == ("git", sha, "succeeded")
+
+    # A second push (a redeploy) deploys the new commit.
+    (work / "more.py").write_text("x = 1\n")
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "second", cwd=work)
+    again = git("push", git_server.remote(git_server.alice), "main", cwd=work)
+    assert "remote: -----> Building 2 files" in again.stderr
+    assert [d.commit for d in git_server.deploys()] == [sha, head(work)]
+
+
+def test_a_failed_deploy_rejects_the_push(git_server: GitServer, work: Path) -> None:
+    git("push", git_server.remote(git_server.alice), "main", cwd=work)
+    good = head(work)
+    (work / "FAIL").write_text("")
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "broken", cwd=work)
+    result = git("push", git_server.remote(git_server.alice), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "remote: build step failed" in result.stderr
+    assert "The build exited with status 1." in result.stderr
+    assert "pre-receive hook declined" in result.stderr
+    assert remote_ref(git_server, "refs/heads/main") == good
+
+
+def test_another_branch_is_accepted_without_a_deploy(git_server: GitServer, work: Path) -> None:
+    result = git("push", git_server.remote(git_server.alice), "main:feature", cwd=work)
+    assert "refs/heads/feature: accepted, not deployed (only main deploys)" in result.stderr
+    assert remote_ref(git_server, "refs/heads/feature") == head(work)
+    assert git_server.deploys() == []
+
+
+def test_the_pushed_code_can_be_cloned_back(
+    git_server: GitServer, work: Path, tmp_path: Path
+) -> None:
+    git("push", git_server.remote(git_server.alice), "main:feature", cwd=work)
+    for version in ("1", "2"):  # both wire protocols go through http-backend
+        clone = tmp_path / f"clone-v{version}"
+        remote = git_server.remote(git_server.alice)
+        git(
+            "-c",
+            f"protocol.version={version}",
+            "clone",
+            "-q",
+            "-b",
+            "feature",
+            remote,
+            str(clone),
+            cwd=tmp_path,
+        )
+        assert (clone / "app.py").read_text() == "print('hello')\n"
+
+
+def test_pushes_to_one_app_wait_for_each_other(git_server: GitServer, work: Path) -> None:
+    """While another push holds the app's push lock, a push waits; it finishes after."""
+    with repos.push_lock(git_server.settings, "hello", timeout=5):
+        env_push = subprocess.Popen(
+            ["git", "push", git_server.remote(git_server.alice), "main"],
+            cwd=work,
+            env={"PATH": os.environ["PATH"], "HOME": str(work), "GIT_TERMINAL_PROMPT": "0"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(3)
+        assert env_push.poll() is None  # still waiting
+        assert git_server.deploys() == []
+    assert env_push.wait(timeout=120) == 0
+    assert [d.state for d in git_server.deploys()] == ["succeeded"]
