@@ -7,7 +7,18 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from slipway.api import apps, auth, config, deploys, errors, formation, releases, users
+from slipway.api import (
+    apps,
+    auth,
+    config,
+    deploys,
+    errors,
+    events,
+    formation,
+    releases,
+    users,
+    webhooks,
+)
 
 ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/user", users.show_user, ["GET"]),
@@ -24,6 +35,11 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>/config", config.show_config, ["GET"]),
     ("/apps/<name>/config", config.change_config, ["PATCH"]),
     ("/apps/<name>/scale", formation.scale, ["POST"]),
+    ("/apps/<name>/events", events.list_events, ["GET"]),
+    ("/apps/<name>/webhooks", webhooks.list_webhooks, ["GET"]),
+    ("/apps/<name>/webhooks", webhooks.create_webhook, ["POST"]),
+    ("/apps/<name>/webhooks/<int:webhook_id>", webhooks.delete_webhook, ["DELETE"]),
+    ("/apps/<name>/webhooks/<int:webhook_id>/deliveries", webhooks.list_deliveries, ["GET"]),
 ]
 
 
