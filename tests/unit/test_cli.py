@@ -422,3 +422,18 @@ def test_every_command_has_help_with_an_example(words: tuple[str, ...]) -> None:
     result = run(*words, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
+
+
+def test_git_remote_sets_a_credential_helper_that_answers_with_the_token(api: FakeApi) -> None:
+    make_git_repo()
+    api.on("GET", "/apps/hello", (200, HELLO))
+    assert run("git:remote", "-a", "hello").exit_code == 0
+    helper = subprocess.run(
+        ["git", "config", f"credential.{api.url}.helper"], capture_output=True, text=True
+    ).stdout
+    assert helper.strip().endswith("git:credential")
+    host = api.url.removeprefix("http://")
+    asked = run("git:credential", "get", input=f"protocol=http\nhost={host}\n\n")
+    assert asked.output == f"username=slipway\npassword={api.token}\n"
+    other = run("git:credential", "get", input="protocol=https\nhost=example.com\n\n")
+    assert other.output == ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,7 +36,18 @@ def add_git_remote(client: Client, app: str, name: str = REMOTE_NAME) -> str:
     result = git(["remote", verb, name, url])
     if result.returncode != 0:
         raise CliError(f"git could not set the remote: {result.stderr.strip()}")
+    # git asks `slipway git:credential` for the token, so it never lands in .git/config.
+    git(["config", f"credential.{client.url}.helper", credential_helper()])
     return url
+
+
+def credential_helper() -> str:
+    """The helper command git runs: this very `slipway`, so it works off PATH too."""
+    program = Path(sys.argv[0])
+    command = (
+        str(program.resolve()) if program.name == "slipway" and program.is_file() else "slipway"
+    )
+    return f"!{shlex.quote(command)} git:credential"
 
 
 @click.group("apps", invoke_without_command=True)
@@ -155,3 +169,21 @@ def git_remote(app: str | None, remote: str) -> None:
     client.get(f"/apps/{name}")  # fails clearly when the app does not exist
     url = add_git_remote(client, name, remote)
     click.echo(f"Git remote {remote} -> {url}")
+
+
+@click.command("git:credential", hidden=True)
+@click.argument("operation")
+def git_credential(operation: str) -> None:
+    """A git credential helper: answers `get` with the stored token for the Slipway API.
+
+    \b
+    Example (git runs it; `slipway git:remote` sets it up):
+      git config credential.http://127.0.0.1:7000.helper '!slipway git:credential'
+    """
+    if operation != "get":
+        return  # store/erase: the token lives in the Slipway login, not in git
+    asked = dict(line.partition("=")[::2] for line in sys.stdin.read().splitlines() if "=" in line)
+    client = Client.from_environment()
+    scheme, _, host = client.url.partition("://")
+    if asked.get("protocol") == scheme and asked.get("host") == host.split("/")[0]:
+        click.echo(f"username=slipway\npassword={client.token}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from slipway.cli.apps import apps, git_remote
+from slipway.cli.apps import apps, git_credential, git_remote
 from slipway.cli.config_vars import config
 from slipway.cli.deploy import deploy
 from slipway.cli.login import login, logout
@@ -61,6 +61,7 @@ for command in (
     logout,
     apps,
     git_remote,
+    git_credential,
     deploy,
     config,
     releases,
