@@ -249,8 +249,12 @@ class DockerRuntime:
                 restart_policy={"Name": "unless-stopped"},
                 **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
             )
-            container.start()
-            container.reload()
+            try:
+                container.start()
+                container.reload()
+            except docker.errors.APIError:
+                container.remove(force=True)  # e.g. a bad mount: leave nothing behind
+                raise
         bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port_key) or []
         if not bindings:
             tail = self.logs(container.id, tail=20)
