@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from slipway import api, gitserver
+from slipway import api, dashboard, gitserver
 from slipway.adapters import Adapters
 from slipway.api import context
 from slipway.config import Settings, get_settings
@@ -20,4 +20,5 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     context.init_app(app, context.Platform(settings, session_factory, adapters))
     api.init_app(app)
     gitserver.init_app(app)
+    app.register_blueprint(dashboard.bp)
     return app

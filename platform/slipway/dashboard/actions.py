@@ -1,0 +1,159 @@
+"""The forms: each parses its fields, calls one service (the same as the API's), and redirects.
+
+A domain error becomes a flashed message on the page the form came from; nothing it started
+is committed.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from slipway.dashboard import bp
+from slipway.dashboard.context import adapters, db, settings
+from slipway.dashboard.pages import find_app
+from slipway.services import apps, deploys, releases, webhooks
+from slipway.services import instances as instance_service
+from slipway.services.errors import Invalid, NotFound, SlipwayError
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+def back_url() -> str:
+    """Where a failed form returns: its app's page, or the page it was posted to."""
+    name = (request.view_args or {}).get("name")
+    if name and request.method == "POST" and request.endpoint != "dashboard.app_page":
+        return url_for("dashboard.app_page", name=name)
+    return request.path if request.method == "POST" else url_for("dashboard.apps")
+
+
+@bp.errorhandler(SlipwayError)
+def _domain_error(error: SlipwayError) -> Response | tuple[str, int]:
+    db().rollback()  # a failed change leaves nothing half done
+    if isinstance(error, NotFound) and request.method == "GET":
+        return render_template("dashboard/error.html", message=str(error), status=404), 404
+    flash(str(error), "error")
+    return redirect(back_url())
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> tuple[str, int]:
+    status = error.code or 500
+    return render_template("dashboard/error.html", message=error.description, status=status), status
+
+
+def done(message: str, name: str, anchor: str = "") -> Response:
+    flash(message, "success")
+    return redirect(url_for("dashboard.app_page", name=name) + (f"#{anchor}" if anchor else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Releases and config
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/rollback", methods=["POST"])
+def rollback(name: str) -> Response:
+    app = find_app(name)
+    version = _whole_number(request.form.get("version", ""), "release version")
+    release = releases.rollback(db(), app, version)
+    return done(f"Rolling back to v{version}: release v{release.version} is on its way.", name)
+
+
+@bp.route("/apps/<name>/config", methods=["POST"])
+def set_config(name: str) -> Response:
+    app = find_app(name)
+    key = request.form.get("key", "").strip()
+    value = request.form.get("value", "")
+    if not key:
+        raise Invalid("Give the config var a name.")
+    release = releases.change_config(db(), app, {key: value})
+    return done(_config_message(f"{key} is set", release), name, "config")
+
+
+@bp.route("/apps/<name>/config/unset", methods=["POST"])
+def unset_config(name: str) -> Response:
+    app = find_app(name)
+    key = request.form.get("key", "")
+    release = releases.change_config(db(), app, {key: None})
+    return done(_config_message(f"{key} is unset", release), name, "config")
+
+
+def _config_message(what: str, release: object) -> str:
+    version = getattr(release, "version", None)
+    return f"{what}; release v{version} is rolling out." if version else f"{what}."
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaling
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/scale", methods=["POST"])
+def scale(name: str) -> Response:
+    app = find_app(name)
+    formation = {
+        key.removeprefix("count-"): _whole_number(value, f"count of {key.removeprefix('count-')}")
+        for key, value in request.form.items()
+        if key.startswith("count-")
+    }
+    result = instance_service.scale(db(), app, formation)
+    summary = ", ".join(f"{kind}={count}" for kind, count in sorted(result.items()))
+    return done(f"Scaling to {summary}.", name, "instances")
+
+
+def _whole_number(text: str, what: str) -> int:
+    text = text.strip().removeprefix("v")
+    if not text.isdigit():
+        raise Invalid(f"The {what} must be a whole number.")
+    return int(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks and the app itself
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/webhooks", methods=["POST"])
+def add_webhook(name: str) -> Response:
+    app = find_app(name)
+    events = request.form.getlist("events") or None
+    webhooks.create_webhook(db(), app, request.form.get("url", "").strip(), events)
+    return done("The webhook is added.", name, "webhooks")
+
+
+@bp.route("/apps/<name>/webhooks/<int:webhook_id>/delete", methods=["POST"])
+def delete_webhook(name: str, webhook_id: int) -> Response:
+    webhooks.delete_webhook(db(), find_app(name), webhook_id)
+    return done("The webhook is deleted.", name, "webhooks")
+
+
+@bp.route("/apps/<name>/delete", methods=["POST"])
+def delete_app(name: str) -> Response:
+    app = find_app(name)
+    if request.form.get("confirm", "").strip() != app.name:
+        raise Invalid(f"Type the app's name ({app.name}) to confirm deleting it.")
+    apps.delete_app(db(), app, adapters())
+    flash(f"The app {name} is deleted.", "success")
+    return redirect(url_for("dashboard.apps"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Deploying an uploaded tarball
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/deploys", methods=["POST"])
+def upload_deploy(name: str) -> Response:
+    app = find_app(name)
+    upload = request.files.get("source")
+    if upload is None or not upload.filename:
+        raise Invalid("Choose a .tar.gz file of your app's source to deploy.")
+    deploy = deploys.accept_tarball(
+        db(), app, upload.stream, None, settings(), adapters().artifacts
+    )
+    flash(f"Deploy #{deploy.id} is queued.", "success")
+    return redirect(url_for("dashboard.deploy_page", name=name, deploy_id=deploy.id))
