@@ -191,7 +191,7 @@ def test_deploy_builds_releases_starts_and_routes(
     [web] = live(session, app)
     assert web.process_type == "web" and web.host_port is not None
     assert router(adapters).routes[0].upstreams == [web.host_port]
-    assert (volumes(adapters).get(web.volume_name).path / "app" / "index.html").is_file()
+    assert (volumes(adapters).volumes[web.volume_name].path / "app" / "index.html").is_file()
     assert set(volumes(adapters).volumes) == {web.volume_name}  # build volumes are gone
 
     text = Path(done.log_path).read_text()

@@ -37,6 +37,7 @@ from slipway.services.routing import routes_from_db
 logger = logging.getLogger(__name__)
 
 WORKER_DIED = "The worker running this deploy stopped before it finished; deploy again."
+RECHECK_TIMEOUT = 2.0
 NEVER_PICKED = "No worker picked this deploy up in time; deploy again."
 
 
@@ -141,6 +142,7 @@ def _restart_app(
     for instance in session.scalars(wanted).all():
         info = containers.get(str(instance.id))
         if info is not None and info.status == "running":
+            _recheck(session, adapters, app, instance)
             continue
         if info is not None:
             adapters.runtime.stop(info.container_id)
@@ -156,6 +158,14 @@ def _restart_app(
         session.commit()
         restarted.append(instance.container_name)
     return restarted
+
+
+def _recheck(session: Session, adapters: Adapters, app: App, instance: Instance) -> None:
+    """A crashed instance whose container runs again (supervisord restarted it) goes live."""
+    if instance.state == CRASHED and instances.is_live(adapters, app, instance, RECHECK_TIMEOUT):
+        logger.info("%s: %s answers again", app.name, instance.container_name)
+        instance.state = LIVE
+        session.commit()
 
 
 # ----------------------------------------------------------------------------- orphans
