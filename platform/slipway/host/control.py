@@ -1,0 +1,245 @@
+"""Start, stop and inspect the control plane on this host.
+
+``up`` prepares the data directory (schema, admin token, volumes, router configuration), writes
+the supervisord configuration and starts or updates it: redis-server (when the broker is local),
+the API under gunicorn, the Celery worker, the reconciler loop and nginx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.host.environment import process_env
+from slipway.host.supervisor import HostError, ProcessState, Program, Supervisor
+from slipway.router.nginx import NginxRouter
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+API_WORKERS = 2
+API_THREADS = 8
+WORKER_CONCURRENCY = 2
+RECONCILE_INTERVAL = 30
+READY_TIMEOUT = 90
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """What `up` and `status` tell the user."""
+
+    api_url: str
+    router_url: str
+    domain: str
+    token_file: Path
+    token: str | None
+    logs_dir: Path
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def logs_dir(settings: Settings) -> Path:
+    return settings.data_dir / "logs"
+
+
+def token_file(settings: Settings) -> Path:
+    return settings.data_dir / "admin-token"
+
+
+def supervisor_for(settings: Settings) -> Supervisor:
+    digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
+    return Supervisor(settings.data_dir / "supervisor", logs_dir(settings), f"slipway-{digest}")
+
+
+def loopback_url(bind: str) -> str:
+    """An http URL that reaches a bind address from this host (0.0.0.0 becomes 127.0.0.1)."""
+    host, _, port = bind.rpartition(":")
+    if host in ("", "0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"
+    return f"http://{host}:{port}"
+
+
+def local_redis(settings: Settings) -> tuple[str, int] | None:
+    """(host, port) when the broker URL points at this host, so we run redis-server ourselves."""
+    url = urlsplit(settings.redis_url)
+    if url.scheme != "redis" or url.hostname not in LOCAL_HOSTS:
+        return None
+    return url.hostname or "127.0.0.1", url.port or 6379
+
+
+# ----------------------------------------------------------------------------- programs
+
+
+def _bin(name: str) -> str:
+    # The console scripts sit next to the interpreter of the virtualenv running us.
+    return str(Path(sys.executable).parent / name)
+
+
+def programs(settings: Settings) -> list[Program]:
+    """Every process of the control plane, in start order."""
+    env = process_env(settings)
+    found: list[Program] = []
+    redis = local_redis(settings)
+    if redis:
+        redis_dir = settings.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        host, port = redis
+        command = ["redis-server", "--bind", host, "--port", str(port), "--dir", str(redis_dir)]
+        # An append-only file keeps queued deploys across `make down` / `make up`.
+        command += ["--appendonly", "yes", "--daemonize", "no", "--protected-mode", "yes"]
+        found.append(Program("redis", command, 10, env, stopwaitsecs=20))
+    router = NginxRouter(settings)
+    found.append(Program("router", router.command(foreground=True), 20, env, stopsignal="QUIT"))
+    api = [_bin("gunicorn"), "--bind", settings.api_bind, "--workers", str(API_WORKERS)]
+    api += ["--worker-class", "gthread", "--threads", str(API_THREADS), "--timeout", "300"]
+    api += ["--graceful-timeout", "10", "--access-logfile", "-", "slipway.wsgi:app"]
+    found.append(Program("api", api, 30, env))
+    worker = [_bin("celery"), "-A", "slipway.tasks", "worker", "--loglevel", "INFO"]
+    worker += ["--concurrency", str(WORKER_CONCURRENCY), "--hostname", "slipway@%h"]
+    # A warm shutdown waits for running builds; past this, acks_late hands them out again.
+    found.append(Program("worker", worker, 40, env, stopwaitsecs=30))
+    reconciler = [_bin("slipway"), "server", "reconcile", "--loop"]
+    reconciler += ["--interval", str(RECONCILE_INTERVAL)]
+    found.append(Program("reconciler", reconciler, 50, env, stopwaitsecs=30))
+    return found
+
+
+# ----------------------------------------------------------------------------- preparing
+
+
+def prepare(settings: Settings) -> str | None:
+    """Schema, admin token, volumes and router config; the admin token when one was made."""
+    from slipway.adapters import build_adapters
+    from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
+
+    if not settings.data_dir.is_absolute():
+        raise HostError(f"SLIPWAY_DATA_DIR must be an absolute path, not {settings.data_dir}.")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            token = _admin_token(session, settings)
+    finally:
+        engine.dispose()
+    adapters = build_adapters(settings)
+    adapters.runtime.ping()
+    adapters.volumes.recover()
+    NginxRouter(settings).ensure_config()
+    return token
+
+
+def _admin_token(session: Session, settings: Settings) -> str | None:
+    from slipway.models import User
+    from slipway.services.users import ADMIN_USERNAME, create_token, ensure_admin
+
+    token = ensure_admin(session)
+    path = token_file(settings)
+    if token is None and not path.exists():
+        # The file was lost: issue a new token rather than lock the admin out.
+        admin = session.scalars(select(User).where(User.username == ADMIN_USERNAME)).one()
+        token = create_token(session, admin, name="admin (re-issued)")
+    if token is not None:
+        write_secret(path, token + "\n")
+    return token
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600 from the start, never wider)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def up(settings: Settings) -> PlatformInfo:
+    """Start the control plane, or bring a running one in line with its configuration."""
+    prepare(settings)
+    supervisor = supervisor_for(settings)
+    changed = supervisor.write(programs(settings))
+    if not supervisor.is_running():
+        supervisor.start()
+    elif changed:
+        supervisor.update()
+    else:
+        supervisor.ctl(["start", "all"], check=False)
+    wait_until_ready(settings, supervisor)
+    return info(settings)
+
+
+def down(settings: Settings) -> bool:
+    """Stop every control-plane process; False when nothing was running. Apps keep running."""
+    supervisor = supervisor_for(settings)
+    was_running = supervisor.pid() is not None
+    supervisor.shutdown()
+    NginxRouter(settings).stop()  # in case one outlived its supervisor
+    return was_running
+
+
+def status(settings: Settings) -> list[ProcessState]:
+    supervisor = supervisor_for(settings)
+    return supervisor.status() if supervisor.is_running() else []
+
+
+def info(settings: Settings) -> PlatformInfo:
+    path = token_file(settings)
+    token = path.read_text().strip() if path.exists() else None
+    return PlatformInfo(
+        api_url=loopback_url(settings.api_bind),
+        router_url=loopback_url(settings.router_bind),
+        domain=settings.domain,
+        token_file=path,
+        token=token,
+        logs_dir=logs_dir(settings),
+    )
+
+
+def wait_until_ready(settings: Settings, supervisor: Supervisor) -> None:
+    """Wait (bounded) until the API answers HTTP and the router accepts connections."""
+    api = loopback_url(settings.api_bind) + "/api/v1/apps"
+    router = urlsplit(loopback_url(settings.router_bind))
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if _answers(api) and _accepts(router.hostname or "127.0.0.1", router.port or 80):
+            return
+        time.sleep(0.5)
+    states = ", ".join(f"{p.name} {p.state}" for p in supervisor.status())
+    raise HostError(
+        f"The platform did not come up within {READY_TIMEOUT} s ({states}); "
+        f"see the logs in {logs_dir(settings)}."
+    )
+
+
+def _answers(url: str) -> bool:
+    with requests.Session() as http:
+        http.trust_env = False  # loopback: never through a proxy from the environment
+        try:
+            # Any HTTP answer (401 without a token) means gunicorn and the app are serving.
+            return http.get(url, timeout=2).status_code < 500
+        except requests.RequestException:
+            return False
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
