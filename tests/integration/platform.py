@@ -1,0 +1,176 @@
+"""A whole running platform for tests: ``slipway server up`` on free ports, in a dir of its own.
+
+It runs the very start-up code of ``make up`` (the ``slipway server up`` command, with the
+settings given as environment variables) so the tests see what a user gets. Ports, the data
+directory and thus the supervisord socket are the test's own: a running ``make up`` is never
+touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from slipway.config import Settings
+
+from tests.helpers import free_port
+
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+UP_TIMEOUT = 300
+DOWN_TIMEOUT = 180
+
+
+@dataclass
+class Platform:
+    api_url: str
+    router_url: str
+    router_port: int
+    admin_token: str
+    data_dir: Path
+    settings: Settings
+    env: dict[str, str]
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.http.trust_env = False  # loopback only: never through a proxy from the environment
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+        """Call the API (``path`` like ``/apps``) with the admin token unless another is given."""
+        url = self.api_url + (path if path.startswith("/api/") else "/api/v1" + path)
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"} | kw.pop("headers", {})
+        kw.setdefault("timeout", 60)
+        return self.http.request(method, url, headers=headers, **kw)
+
+    def http_get_app(self, app: str, path: str = "/", by: str = "host", **kw: Any):  # noqa: ANN201
+        """GET through the router, by Host header ``<app>.localhost`` or by path ``/<app>/...``."""
+        kw.setdefault("timeout", 30)
+        kw.setdefault("allow_redirects", False)
+        if by == "host":
+            headers = {"Host": f"{app}.{self.settings.domain}"} | kw.pop("headers", {})
+            return self.http.get(self.router_url + path, headers=headers, **kw)
+        return self.http.get(f"{self.router_url}/{app}{path}", **kw)
+
+    def server(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Run ``slipway server <args>`` against this platform."""
+        return subprocess.run(
+            [SLIPWAY, "server", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def platform_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a platform of its own: free ports, this data dir, loop-file volumes.
+
+    Other SLIPWAY_* variables of the test run (SLIPWAY_BUILD_TIMEOUT, ...) pass through.
+    """
+    api_port, router_port, redis_port = free_port(), free_port(), free_port()
+    return dict(os.environ) | {
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_API_BIND": f"127.0.0.1:{api_port}",
+        "SLIPWAY_ROUTER_BIND": f"127.0.0.1:{router_port}",
+        "SLIPWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "SLIPWAY_DOMAIN": "localhost",
+        "SLIPWAY_VOLUME_PROVIDER": "loopfile",
+    }
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings the platform's processes read from that environment."""
+    return Settings.from_env().with_overrides(
+        data_dir=Path(env["SLIPWAY_DATA_DIR"]),
+        api_bind=env["SLIPWAY_API_BIND"],
+        router_bind=env["SLIPWAY_ROUTER_BIND"],
+        redis_url=env["SLIPWAY_REDIS_URL"],
+        domain=env["SLIPWAY_DOMAIN"],
+        volume_provider=env["SLIPWAY_VOLUME_PROVIDER"],
+    )
+
+
+def start_platform(data_dir: Path) -> Platform:
+    """``slipway server up`` in a fresh environment; a failure fails the test with the logs."""
+    env = platform_env(data_dir)
+    settings = settings_of(env)
+    platform = Platform(
+        api_url=f"http://{settings.api_bind}",
+        router_url=f"http://{settings.router_bind}",
+        router_port=int(settings.router_bind.rpartition(":")[2]),
+        admin_token="",
+        data_dir=data_dir,
+        settings=settings,
+        env=env,
+    )
+    result = platform.server("up")
+    if result.returncode != 0:
+        stop_platform(platform)
+        pytest.fail(f"slipway server up failed:\n{result.stdout}\n{result.stderr}{_logs(data_dir)}")
+    platform.admin_token = (data_dir / "admin-token").read_text().strip()
+    return platform
+
+
+def stop_platform(platform: Platform) -> None:
+    """``slipway server down``, then remove this platform's containers and volumes."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        platform.server("down", timeout=DOWN_TIMEOUT)
+    remove_containers_of(platform.data_dir)
+    release_volumes_of(platform.settings)
+
+
+def remove_containers_of(data_dir: Path) -> None:
+    """Remove every Slipway container that mounts something from this data dir."""
+    import docker
+    from slipway.runtime.base import LABEL_MANAGED
+
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(all=True, filters={"label": LABEL_MANAGED}):
+            sources = [m.get("Source", "") for m in container.attrs.get("Mounts", [])]
+            if any(s.startswith(str(data_dir) + "/") for s in sources):
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+    finally:
+        client.close()
+
+
+def release_volumes_of(settings: Settings) -> None:
+    """Destroy the platform's volumes, then unmount anything still mounted under the data dir."""
+    from slipway.volumes import get_volume_provider
+
+    with contextlib.suppress(Exception):
+        provider = get_volume_provider(settings)
+        for volume in provider.list():
+            with contextlib.suppress(Exception):
+                provider.destroy(volume.name)
+    prefix = str(settings.data_dir) + "/"
+    mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounted if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, timeout=30, check=False)
+
+
+def _logs(data_dir: Path, lines: int = 30) -> str:
+    out = []
+    for log in sorted((data_dir / "logs").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"\n--- {log.name}\n" + "\n".join(tail))
+    return "".join(out)
+
+
+@pytest.fixture(scope="session")
+def running_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform for the whole test session, stopped and cleaned up at the end."""
+    platform = start_platform(tmp_path_factory.mktemp("platform") / "data")
+    try:
+        yield platform
+    finally:
+        stop_platform(platform)

@@ -1,0 +1,113 @@
+"""`slipway server up|down|status` for real: supervisord, redis, gunicorn, Celery, nginx."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.platform import SLIPWAY, Platform, start_platform, stop_platform
+
+pytestmark = pytest.mark.slow
+
+PROGRAMS = {"api", "reconciler", "redis", "router", "worker"}
+
+
+def _states(platform: Platform) -> dict[str, tuple[str, str]]:
+    """name -> (state, pid) from `slipway server status`."""
+    result = platform.server("status")
+    rows = [line.split() for line in result.stdout.splitlines()]
+    return {row[0]: (row[1], row[3]) for row in rows if len(row) == 4 and row[2] == "pid"}
+
+
+def test_every_process_runs_and_the_api_and_router_answer(running_platform: Platform) -> None:
+    states = _states(running_platform)
+
+    assert set(states) == PROGRAMS
+    assert {state for state, _ in states.values()} == {"RUNNING"}
+    assert running_platform.api("GET", "/apps").status_code == 200
+    assert running_platform.api("GET", "/apps", token="wrong").status_code == 401
+    unknown = running_platform.http_get_app("nothing-here")
+    assert unknown.status_code == 404
+    assert "No app named nothing-here" in unknown.text
+
+
+def test_the_admin_token_file_is_private(running_platform: Platform) -> None:
+    path = running_platform.data_dir / "admin-token"
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == running_platform.admin_token
+
+
+def test_up_again_restarts_nothing_and_prints_the_same(running_platform: Platform) -> None:
+    before = _states(running_platform)
+
+    result = running_platform.server("up")
+
+    assert result.returncode == 0, result.stderr
+    assert running_platform.admin_token in result.stdout
+    assert running_platform.api_url in result.stdout
+    assert _states(running_platform) == before
+
+
+def test_the_control_plane_stays_on_loopback_and_in_its_data_dir(
+    running_platform: Platform,
+) -> None:
+    conf = (running_platform.data_dir / "supervisor" / "supervisord.conf").read_text()
+
+    assert f"file={running_platform.data_dir}/supervisor/supervisord.sock" in conf
+    assert "/var/lib/slipway" not in conf
+    assert "--bind 127.0.0.1" in conf
+
+
+def test_down_stops_everything_and_up_brings_it_back(tmp_path_factory) -> None:
+    platform = start_platform(tmp_path_factory.mktemp("updown") / "data")
+    try:
+        pids = [int(pid) for _, pid in _states(platform).values()]
+        token = platform.admin_token
+
+        result = platform.server("down")
+
+        assert result.returncode == 0, result.stderr
+        assert not [pid for pid in pids if _alive(pid)]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(platform.api_url, timeout=5)
+        with pytest.raises(requests.ConnectionError):
+            platform.http_get_app("any")
+        assert platform.server("status").returncode == 3
+
+        again = platform.server("up")
+        assert again.returncode == 0, again.stderr
+        assert (platform.data_dir / "admin-token").read_text().strip() == token
+        assert platform.api("GET", "/apps").status_code == 200
+    finally:
+        stop_platform(platform)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def test_a_relative_data_dir_is_refused(tmp_path: Path) -> None:
+    env = dict(os.environ) | {"SLIPWAY_DATA_DIR": "relative/data"}
+    result = subprocess.run(
+        [SLIPWAY, "server", "up"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "absolute path" in result.stderr
+    assert not (tmp_path / "relative").exists()
