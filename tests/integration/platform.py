@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
@@ -73,29 +74,31 @@ class Platform:
 def platform_env(data_dir: Path) -> dict[str, str]:
     """The environment of a platform of its own: free ports, this data dir, loop-file volumes.
 
-    Other SLIPWAY_* variables of the test run (SLIPWAY_BUILD_TIMEOUT, ...) pass through.
+    Other SLIPWAY_* variables of the test run pass through; a few get test-sized defaults.
     """
     api_port, router_port, redis_port = free_port(), free_port(), free_port()
-    return dict(os.environ) | {
-        "SLIPWAY_DATA_DIR": str(data_dir),
-        "SLIPWAY_API_BIND": f"127.0.0.1:{api_port}",
-        "SLIPWAY_ROUTER_BIND": f"127.0.0.1:{router_port}",
-        "SLIPWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "SLIPWAY_DOMAIN": "localhost",
-        "SLIPWAY_VOLUME_PROVIDER": "loopfile",
+    test_defaults = {
+        "SLIPWAY_MAX_UPLOAD_SIZE": "20M",  # an oversized upload stays cheap to send
+        "SLIPWAY_START_TIMEOUT": "30",  # an app that never listens fails sooner
     }
+    return (
+        test_defaults
+        | dict(os.environ)
+        | {
+            "SLIPWAY_DATA_DIR": str(data_dir),
+            "SLIPWAY_API_BIND": f"127.0.0.1:{api_port}",
+            "SLIPWAY_ROUTER_BIND": f"127.0.0.1:{router_port}",
+            "SLIPWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "SLIPWAY_DOMAIN": "localhost",
+            "SLIPWAY_VOLUME_PROVIDER": "loopfile",
+        }
+    )
 
 
 def settings_of(env: dict[str, str]) -> Settings:
     """The settings the platform's processes read from that environment."""
-    return Settings.from_env().with_overrides(
-        data_dir=Path(env["SLIPWAY_DATA_DIR"]),
-        api_bind=env["SLIPWAY_API_BIND"],
-        router_bind=env["SLIPWAY_ROUTER_BIND"],
-        redis_url=env["SLIPWAY_REDIS_URL"],
-        domain=env["SLIPWAY_DOMAIN"],
-        volume_provider=env["SLIPWAY_VOLUME_PROVIDER"],
-    )
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings.from_env()
 
 
 def start_platform(data_dir: Path) -> Platform:
