@@ -130,9 +130,7 @@ class ContainerRuntime(Protocol):
     def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         """Create and start a container with ``spec.port`` published on 127.0.0.1."""
 
-    def wait_for_port(
-        self, host_port: int, timeout: float, health_path: str | None = None
-    ) -> bool:
+    def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
         """True once 127.0.0.1:host_port accepts connections (and health_path answers 2xx)."""
 
     def exec(self, container_id: str, command: list[str], user: str = MOP_USER) -> ExecResult:
