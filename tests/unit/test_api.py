@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from kombu.exceptions import OperationalError
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.db import session_scope, upgrade_database
 from slipway.models import App, Deploy, Instance, Release
+from slipway.runtime.base import ContainerInfo, RuntimeUnavailable
 from slipway.services import users
 from slipway.tasks import dispatch
 from slipway.webapp import create_app
@@ -343,3 +345,31 @@ def test_unknown_endpoints_and_methods_answer_json(api: Api) -> None:
     wrong = api.call("PUT", "/apps")
     assert wrong.status_code == 405
     assert "method" in wrong.get_json()["error"]
+
+
+def test_a_broker_that_is_down_is_503(api: Api) -> None:
+    api.create("hello")
+    release_app(api, "hello")
+
+    def refuse(task_name: str, args: tuple[Any, ...]) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    dispatch.set_sender(refuse)
+    response = api.call("PATCH", "/apps/hello/config", json={"A": "1"})
+    assert response.status_code == 503
+    assert "Redis" in response.get_json()["error"]
+
+
+def test_a_container_engine_that_is_down_is_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    api.create("hello")
+
+    def down(labels: dict[str, str] | None = None) -> list[ContainerInfo]:
+        raise RuntimeUnavailable("The Docker engine cannot be reached; is dockerd running?")
+
+    monkeypatch.setattr(api.adapters.runtime, "list", down)
+    response = api.call("DELETE", "/apps/hello")
+    assert response.status_code == 503
+    assert (
+        response.get_json()["error"] == "The Docker engine cannot be reached; is dockerd running?"
+    )
+    assert api.call("GET", "/apps/hello").status_code == 200  # nothing was deleted

@@ -19,6 +19,7 @@ from slipway.api import (
     users,
     webhooks,
 )
+from slipway.api.context import transactional
 
 ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/user", users.show_user, ["GET"]),
@@ -47,7 +48,7 @@ def make_blueprint() -> Blueprint:
     blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
     blueprint.before_request(auth.authenticate)
     for rule, view, methods in ROUTES:
-        blueprint.add_url_rule(rule, view_func=view, methods=methods)
+        blueprint.add_url_rule(rule, view_func=transactional(view), methods=methods)
     return blueprint
 
 

@@ -1,12 +1,17 @@
 """What a request needs from the platform: settings, a database session, adapters, the user.
 
-The session is opened on first use in a request, committed after a successful response and
-rolled back otherwise (views never commit themselves), then closed.
+The session is opened on first use in a request. Views never commit: :func:`transactional`
+wraps each API view and commits when it answers below 400 (so a failing commit, or a task that
+cannot be sent after it, is still answered by the API's error handlers). Other views (dashboard,
+git) are committed after a successful response; an error response rolls back.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, Response, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,13 +72,27 @@ def current_user() -> User:
     return user
 
 
-def _finish_session(response: Response) -> Response:
-    session: Session | None = g.get("db_session")
-    if session is not None:
-        if response.status_code < 400:
+def transactional(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Commit the request's session when the view answers successfully."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        response = current_app.make_response(view(*args, **kwargs))
+        session: Session | None = g.get("db_session")
+        if session is not None and response.status_code < 400:
             session.commit()
-        else:
-            session.rollback()
+        return response
+
+    return wrapper
+
+
+def _finish_session(response: Response) -> Response:
+    if response.status_code < 400:
+        session: Session | None = g.get("db_session")
+        if session is not None:
+            session.commit()
+    else:
+        _close_session(None)  # closing rolls back, even after a commit that failed half-way
     return response
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 
+from slipway.runtime.base import RuntimeUnavailable
 from slipway.services import errors
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,17 @@ def handle_http_error(error: HTTPException) -> Response | HTTPException | tuple[
     return error_response(HTTP_SENTENCES.get(status, error.description or error.name), status)
 
 
+def handle_runtime_down(error: RuntimeUnavailable) -> tuple[Response, int]:
+    return error_response(str(error) or "The container engine cannot be reached.", 503)
+
+
+def handle_broker_down(error: BrokerUnavailable) -> tuple[Response, int]:
+    log.error("cannot send a task: %s", error)
+    return error_response(
+        "The task queue (Redis) cannot be reached, so the work was not started; try again.", 503
+    )
+
+
 def handle_unexpected(error: Exception) -> tuple[Response, int]:
     log.exception("unexpected error in %s %s", request.method, request.path)
     return error_response("Something went wrong inside Slipway; the server log says what.", 500)
@@ -58,4 +71,6 @@ def handle_unexpected(error: Exception) -> tuple[Response, int]:
 def init_app(app: Flask) -> None:
     app.register_error_handler(errors.SlipwayError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(RuntimeUnavailable, handle_runtime_down)
+    app.register_error_handler(BrokerUnavailable, handle_broker_down)
     app.register_error_handler(Exception, handle_unexpected)
