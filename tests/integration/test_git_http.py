@@ -13,11 +13,13 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from slipway import tasks
 from slipway.config import Settings
 from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
 from slipway.gitserver import repos
@@ -84,13 +86,17 @@ def _stand_in_worker(settings: Settings, stop: threading.Event) -> None:
                 deploy.error = "The build exited with status 1." if failed else None
 
 
-@pytest.fixture
-def git_server(tmp_path: Path) -> Iterator[GitServer]:
+@contextmanager
+def serve_api(tmp_path: Path) -> Iterator[GitServer]:
+    """The API on a free port with users alice (owning "hello") and bob, and a stand-in worker."""
     redis_gen = _redis(tmp_path)
     redis_url = next(redis_gen)
     data = tmp_path / "data"
     settings = Settings(data_dir=data, redis_url=redis_url, build_timeout=60, start_timeout=5)
     upgrade_database(settings)
+    tasks.configure(settings)  # the API in this process sends its tasks to this redis
+    # Celery keeps broker connections in pools: drop those to an earlier test's redis.
+    tasks.celery._after_fork()
     factory = make_session_factory(make_engine(settings))
     with session_scope(factory) as session:
         alice = users.create_user(session, "alice")
@@ -102,11 +108,19 @@ def git_server(tmp_path: Path) -> Iterator[GitServer]:
     stop = threading.Event()
     worker = threading.Thread(target=_stand_in_worker, args=(settings, stop), daemon=True)
     worker.start()
-    yield GitServer(f"http://127.0.0.1:{server.server_port}", settings, alice_token, bob_token)
-    stop.set()
-    worker.join(timeout=10)
-    server.shutdown()
-    next(redis_gen, None)
+    try:
+        yield GitServer(f"http://127.0.0.1:{server.server_port}", settings, alice_token, bob_token)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        server.shutdown()
+        next(redis_gen, None)
+
+
+@pytest.fixture
+def git_server(tmp_path: Path) -> Iterator[GitServer]:
+    with serve_api(tmp_path) as server:
+        yield server
 
 
 def git(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
