@@ -27,7 +27,7 @@ def build_adapters(settings: Settings) -> Adapters:
     from slipway.volumes import get_volume_provider
 
     return Adapters(
-        runtime=get_runtime(),
+        runtime=get_runtime(settings),
         volumes=get_volume_provider(settings),
         router=NginxRouter(settings),
         artifacts=FilesystemArtifacts(settings.artifacts_dir),

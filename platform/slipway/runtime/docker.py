@@ -108,12 +108,14 @@ def _safe_defaults(
     }
 
 
-def _labels(kind: str, labels: dict[str, str]) -> dict[str, str]:
-    return {LABEL_KIND: kind, **labels, LABEL_MANAGED: "1"}
+def _labels(kind: str, labels: dict[str, str], platform: str = "1") -> dict[str, str]:
+    return {LABEL_KIND: kind, **labels, LABEL_MANAGED: platform}
 
 
-def _label_filters(labels: dict[str, str] | None) -> list[str]:
-    wanted = {**(labels or {}), LABEL_MANAGED: "1"}
+def _label_filters(labels: dict[str, str] | None, platform: str = "1") -> list[str]:
+    # The managed label's value names the platform: two platforms on one engine (a test
+    # platform next to `make up`) never see, reconcile or remove each other's containers.
+    wanted = {**(labels or {}), LABEL_MANAGED: platform}
     return [f"{key}={value}" for key, value in sorted(wanted.items())]
 
 
@@ -161,8 +163,13 @@ def _timestamp(value: float | None) -> str | None:
 class DockerRuntime:
     """:class:`~slipway.runtime.base.ContainerRuntime` on the local engine (``DOCKER_HOST``)."""
 
-    def __init__(self, client_factory: Callable[[], docker.DockerClient] = docker.from_env):
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient] = docker.from_env,
+        platform: str = "1",
+    ):
         self._client_factory = client_factory
+        self._platform = platform
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
 
@@ -188,7 +195,7 @@ class DockerRuntime:
         with _docker_errors(f"create build container {spec.name}", spec.image):
             container = self.client.containers.create(
                 command=spec.command,
-                labels=_labels("build", spec.labels),
+                labels=_labels("build", spec.labels, self._platform),
                 tmpfs=BUILD_TMPFS,
                 network_mode="default" if spec.network else "none",
                 **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
@@ -243,7 +250,7 @@ class DockerRuntime:
         with _docker_errors(f"start instance {spec.name}", spec.image):
             container = self.client.containers.create(
                 command=spec.command,
-                labels=_labels("instance", spec.labels),
+                labels=_labels("instance", spec.labels, self._platform),
                 tmpfs=INSTANCE_TMPFS,
                 ports={port_key: ("127.0.0.1", None)},  # a free host port, loopback only
                 restart_policy={"Name": "unless-stopped"},
@@ -293,7 +300,8 @@ class DockerRuntime:
     def list(self, labels: dict[str, str] | None = None) -> builtins.list[ContainerInfo]:
         # The low-level list call: one request, and no race with a container removed meanwhile.
         with _docker_errors("list containers"):
-            rows = self.client.api.containers(all=True, filters={"label": _label_filters(labels)})
+            wanted = _label_filters(labels, self._platform)
+            rows = self.client.api.containers(all=True, filters={"label": wanted})
         return [
             ContainerInfo(
                 container_id=row["Id"],
@@ -308,7 +316,7 @@ class DockerRuntime:
     def events(
         self, since: float | None = None, until: float | None = None
     ) -> Iterator[ContainerEvent]:
-        filters = {"type": "container", "label": _label_filters(None)}
+        filters = {"type": "container", "label": _label_filters(None, self._platform)}
         with _docker_errors("read events"):
             stream = self.client.events(
                 since=_timestamp(since), until=_timestamp(until), decode=True, filters=filters
