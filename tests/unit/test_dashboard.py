@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from slipway.config import Settings
 from slipway.db import session_scope, upgrade_database
 from slipway.models import App, Deploy, Instance, Release
@@ -330,6 +331,19 @@ def test_rollback_button_makes_a_new_release(dash: Dash) -> None:
     response = dash.post("/apps/hello/rollback", {"version": "1"}, follow_redirects=True)
     assert "Rolling back to v1: release v3" in response.get_data(as_text=True)
     assert dash.sender.names() == ["slipway.roll"]
+
+
+def test_task_queue_down_is_said_plainly(dash: Dash) -> None:
+    make_app(dash, "hello", releases=2)
+    dash.sign_in()
+
+    def broker_down(task_name: str, args: tuple[Any, ...]) -> None:
+        raise BrokerUnavailable("connection refused")
+
+    dispatch.set_sender(broker_down)
+    response = dash.post("/apps/hello/rollback", {"version": "1"}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "task queue (Redis) cannot be reached" in response.get_data(as_text=True)
 
 
 def test_scale_form_records_the_formation(dash: Dash) -> None:

@@ -7,12 +7,14 @@ is committed.
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from slipway.dashboard import bp
-from slipway.dashboard.context import adapters, db, settings
+from slipway.dashboard.context import adapters, db, discard_session, settings, transactional
 from slipway.dashboard.pages import find_app
+from slipway.runtime.base import RuntimeUnavailable
 from slipway.services import apps, deploys, releases, webhooks
 from slipway.services import instances as instance_service
 from slipway.services.errors import Invalid, NotFound, SlipwayError
@@ -32,10 +34,22 @@ def back_url() -> str:
 
 @bp.errorhandler(SlipwayError)
 def _domain_error(error: SlipwayError) -> Response | tuple[str, int]:
-    db().rollback()  # a failed change leaves nothing half done
+    discard_session()  # a failed change leaves nothing half done
     if isinstance(error, NotFound) and request.method == "GET":
         return render_template("dashboard/error.html", message=str(error), status=404), 404
     flash(str(error), "error")
+    return redirect(back_url())
+
+
+@bp.errorhandler(RuntimeUnavailable)
+@bp.errorhandler(BrokerUnavailable)
+def _outside_system_down(error: Exception) -> Response:
+    discard_session()
+    if isinstance(error, RuntimeUnavailable):
+        message = str(error) or "The container engine cannot be reached."
+    else:
+        message = "The task queue (Redis) cannot be reached, so the work was not started."
+    flash(message, "error")
     return redirect(back_url())
 
 
@@ -56,6 +70,7 @@ def done(message: str, name: str, anchor: str = "") -> Response:
 
 
 @bp.route("/apps/<name>/rollback", methods=["POST"])
+@transactional
 def rollback(name: str) -> Response:
     app = find_app(name)
     version = _whole_number(request.form.get("version", ""), "release version")
@@ -64,6 +79,7 @@ def rollback(name: str) -> Response:
 
 
 @bp.route("/apps/<name>/config", methods=["POST"])
+@transactional
 def set_config(name: str) -> Response:
     app = find_app(name)
     key = request.form.get("key", "").strip()
@@ -75,6 +91,7 @@ def set_config(name: str) -> Response:
 
 
 @bp.route("/apps/<name>/config/unset", methods=["POST"])
+@transactional
 def unset_config(name: str) -> Response:
     app = find_app(name)
     key = request.form.get("key", "")
@@ -93,6 +110,7 @@ def _config_message(what: str, release: object) -> str:
 
 
 @bp.route("/apps/<name>/scale", methods=["POST"])
+@transactional
 def scale(name: str) -> Response:
     app = find_app(name)
     formation = {
@@ -118,6 +136,7 @@ def _whole_number(text: str, what: str) -> int:
 
 
 @bp.route("/apps/<name>/webhooks", methods=["POST"])
+@transactional
 def add_webhook(name: str) -> Response:
     app = find_app(name)
     events = request.form.getlist("events") or None
@@ -126,12 +145,14 @@ def add_webhook(name: str) -> Response:
 
 
 @bp.route("/apps/<name>/webhooks/<int:webhook_id>/delete", methods=["POST"])
+@transactional
 def delete_webhook(name: str, webhook_id: int) -> Response:
     webhooks.delete_webhook(db(), find_app(name), webhook_id)
     return done("The webhook is deleted.", name, "webhooks")
 
 
 @bp.route("/apps/<name>/delete", methods=["POST"])
+@transactional
 def delete_app(name: str) -> Response:
     app = find_app(name)
     if request.form.get("confirm", "").strip() != app.name:
@@ -147,6 +168,7 @@ def delete_app(name: str) -> Response:
 
 
 @bp.route("/apps/<name>/deploys", methods=["POST"])
+@transactional
 def upload_deploy(name: str) -> Response:
     app = find_app(name)
     upload = request.files.get("source")

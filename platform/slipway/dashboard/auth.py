@@ -18,7 +18,7 @@ from flask.sansio.app import App
 from werkzeug.wrappers import Response
 
 from slipway.dashboard import bp, security
-from slipway.dashboard.context import db, settings_of
+from slipway.dashboard.context import db, settings_of, transactional
 from slipway.models import User
 from slipway.services import sessions, users
 from slipway.services.errors import SlipwayError
@@ -75,6 +75,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/signin", methods=["GET", "POST"])
+@transactional
 def sign_in() -> Response | str:
     next_url = request.args.get("next")
     if request.method == "GET":
@@ -107,6 +108,7 @@ def _authenticate() -> User | None:
 
 
 @bp.route("/signout", methods=["POST"])
+@transactional
 def sign_out() -> Response:
     security.sign_out()
     flash("You are signed out.", "info")
@@ -114,6 +116,7 @@ def sign_out() -> Response:
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
+@transactional
 def change_password() -> Response | str:
     user = current_user()
     if request.method == "POST":

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from slipway.dashboard import bp, queries
 from slipway.dashboard.auth import current_user
-from slipway.dashboard.context import db, settings
+from slipway.dashboard.context import db, settings, transactional
 from slipway.models import App
 from slipway.models.event import EVENT_TYPES
 from slipway.services import apps, events, releases, webhooks
@@ -33,6 +33,7 @@ def apps_list() -> str:
 
 
 @bp.route("/apps/new", methods=["GET", "POST"])
+@transactional
 def new_app() -> Response | str:
     if request.method == "POST":
         name = request.form.get("name", "").strip()
