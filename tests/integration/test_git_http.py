@@ -7,6 +7,7 @@ side on their own. `test_cli_platform.py` pushes to the whole running platform.
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import tarfile
@@ -274,3 +275,27 @@ def test_pushes_to_one_app_wait_for_each_other(git_server: GitServer, work: Path
         assert git_server.deploys() == []
     assert env_push.wait(timeout=120) == 0
     assert [d.state for d in git_server.deploys()] == ["succeeded"]
+
+
+def _pkt(text: str) -> bytes:
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def test_a_gzip_request_body_is_understood(git_server: GitServer, work: Path) -> None:
+    sha = head(work)
+    git("push", git_server.remote(git_server.alice), "main:feature", cwd=work)
+    request = _pkt("command=ls-refs\n") + b"0001" + _pkt("ref-prefix refs/heads/\n") + b"0000"
+    response = requests.post(
+        f"{git_server.url}/git/hello.git/git-upload-pack",
+        data=gzip.compress(request),
+        headers={
+            "Content-Type": "application/x-git-upload-pack-request",
+            "Content-Encoding": "gzip",
+            "Git-Protocol": "version=2",
+        },
+        auth=("any", git_server.alice),
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert f"{sha} refs/heads/feature".encode() in response.content
