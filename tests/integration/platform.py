@@ -163,7 +163,7 @@ def release_volumes_of(settings: Settings) -> None:
 
 def _logs(data_dir: Path, lines: int = 30) -> str:
     out = []
-    for log in sorted((data_dir / "logs").glob("*.log")):
+    for log in sorted((data_dir / "control-plane" / "logs").glob("*.log")):
         tail = log.read_text(errors="replace").splitlines()[-lines:]
         out.append(f"\n--- {log.name}\n" + "\n".join(tail))
     return "".join(out)

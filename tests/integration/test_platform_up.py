@@ -57,9 +57,9 @@ def test_up_again_restarts_nothing_and_prints_the_same(running_platform: Platfor
 def test_the_control_plane_stays_on_loopback_and_in_its_data_dir(
     running_platform: Platform,
 ) -> None:
-    conf = (running_platform.data_dir / "supervisor" / "supervisord.conf").read_text()
+    conf = (running_platform.data_dir / "control-plane" / "supervisord.conf").read_text()
 
-    assert f"file={running_platform.data_dir}/supervisor/supervisord.sock" in conf
+    assert f"file={running_platform.data_dir}/control-plane/supervisord.sock" in conf
     assert "/var/lib/slipway" not in conf
     assert "--bind 127.0.0.1" in conf
 

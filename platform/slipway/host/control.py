@@ -48,8 +48,13 @@ class PlatformInfo:
 # ----------------------------------------------------------------------------- layout
 
 
+def control_dir(settings: Settings) -> Path:
+    """supervisord's configuration, socket and pid file, and the processes' logs."""
+    return settings.data_dir / "control-plane"
+
+
 def logs_dir(settings: Settings) -> Path:
-    return settings.data_dir / "logs"
+    return control_dir(settings) / "logs"
 
 
 def token_file(settings: Settings) -> Path:
@@ -58,7 +63,7 @@ def token_file(settings: Settings) -> Path:
 
 def supervisor_for(settings: Settings) -> Supervisor:
     digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
-    return Supervisor(settings.data_dir / "supervisor", logs_dir(settings), f"slipway-{digest}")
+    return Supervisor(control_dir(settings), logs_dir(settings), f"slipway-{digest}")
 
 
 def loopback_url(bind: str) -> str:
