@@ -12,7 +12,7 @@ import pytest
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
-from slipway.services import apps, deploys, layout, users
+from slipway.services import apps, deploys, instances, layout, users
 from slipway.services.errors import Conflict, Invalid, TooLarge
 from slipway.tasks import dispatch
 from sqlalchemy import select
@@ -183,6 +183,7 @@ def test_deploy_builds_releases_starts_and_routes(
     [spec] = runtime(adapters).builds
     assert spec.image == "slipway/build-static:latest" and spec.timeout == settings.build_timeout
     assert spec.labels["io.slipway.deploy"] == str(done.id)
+    assert spec.labels["io.slipway.platform"] == instances.platform_id(settings)
     targets = {m.target: m for m in spec.mounts}
     assert targets[layout.BUILD_INPUT].read_only and not targets[layout.BUILD_OUTPUT].read_only
     assert targets[layout.BUILD_CACHE].source == settings.cache_dir / "hello"

@@ -11,7 +11,7 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy
 from slipway.runtime.base import InstanceSpec, Limits
-from slipway.services import deploys, reconciler
+from slipway.services import deploys, instances, reconciler
 from slipway.services.builds import LABEL_DEPLOY
 from sqlalchemy.orm import Session
 
@@ -66,20 +66,23 @@ def test_orphan_containers_and_volumes_are_removed(
     deploy(session, app, adapters, settings, STATIC)
     [web] = live(session, app)
     fake = runtime(adapters)
-    stray = fake.start_instance(
-        _spec("slipway-hello-999", {"io.slipway.kind": "instance", "io.slipway.instance": "999"})
-    )
+    ours = instances.platform_labels(settings)
+    orphan = {**ours, "io.slipway.kind": "instance", "io.slipway.instance": "999"}
+    stray = fake.start_instance(_spec("slipway-hello-999", orphan))
     old_build = fake.start_instance(
-        _spec("slipway-build-77", {"io.slipway.kind": "build", LABEL_DEPLOY: "77"})
+        _spec("slipway-build-77", {**ours, "io.slipway.kind": "build", LABEL_DEPLOY: "77"})
     )
-    oneoff = fake.start_instance(_spec("run-1", {"io.slipway.kind": "run"}))
+    oneoff = fake.start_instance(_spec("run-1", {**ours, "io.slipway.kind": "run"}))
+    # Another platform on the same Docker engine (a test, a staging copy) is not ours to clean.
+    theirs = {**orphan, "io.slipway.platform": "0123456789ab"}
+    other = fake.start_instance(_spec("slipway-hello-999-elsewhere", theirs))
     for name in ("app-hello-999", "build-77-input", "someone-elses"):
         volumes(adapters).create(name, 1)
 
     report = reconciler.reconcile(session, adapters, settings)
     assert sorted(report.removed_containers) == ["slipway-build-77", "slipway-hello-999"]
     assert sorted(report.removed_volumes) == ["app-hello-999", "build-77-input"]
-    assert set(fake.containers) == {web.container_id, oneoff.container_id}
+    assert set(fake.containers) == {web.container_id, oneoff.container_id, other.container_id}
     assert stray.container_id in fake.stopped and old_build.container_id in fake.stopped
     assert set(volumes(adapters).volumes) == {web.volume_name, "someone-elses"}
 
@@ -95,9 +98,8 @@ def test_a_deploy_whose_worker_died_is_failed_and_cleaned(
     dead.heartbeat_at = datetime.now(UTC) - timedelta(seconds=settings.deploy_stale_after + 5)
     session.commit()
     fake = runtime(adapters)
-    build = fake.start_instance(
-        _spec("slipway-build", {"io.slipway.kind": "build", LABEL_DEPLOY: str(dead.id)})
-    )
+    labels = {**instances.platform_labels(settings), "io.slipway.kind": "build"}
+    build = fake.start_instance(_spec("slipway-build", {**labels, LABEL_DEPLOY: str(dead.id)}))
     volumes(adapters).create(f"build-{dead.id}-input", 1)
     volumes(adapters).create(f"build-{dead.id}-output", 1)
     fresh = deploys.accept_tarball(session, app, source(STATIC), None, settings, adapters.artifacts)

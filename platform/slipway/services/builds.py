@@ -15,9 +15,10 @@ from typing import Any
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
-from slipway.runtime.base import LABEL_APP, LABEL_KIND, LABEL_MANAGED, BuildSpec, Limits, Mount
+from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
 from slipway.services import archives, layout
 from slipway.services.errors import SlipwayError
+from slipway.services.instances import platform_labels
 from slipway.services.stacks import build_image, detect_stack
 from slipway.volumes.base import Volume
 
@@ -103,7 +104,7 @@ def build_spec(
         limits=Limits(memory=settings.build_memory, pids=settings.build_pids),
         timeout=settings.build_timeout,
         labels={
-            LABEL_MANAGED: "true",
+            **platform_labels(settings),
             LABEL_KIND: "build",
             LABEL_APP: app,
             LABEL_DEPLOY: str(deploy_id),

@@ -10,6 +10,7 @@ mistakes a container that is being started for an orphan.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Instance, Release
-from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING
+from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING, STOPPED
 from slipway.runtime.base import (
     LABEL_APP,
     LABEL_INSTANCE,
@@ -36,13 +37,15 @@ from slipway.runtime.base import (
 from slipway.services import layout
 from slipway.services.archives import PROCESS_TYPE
 from slipway.services.errors import Invalid, SlipwayError
+from slipway.services.logs import keep_logs
 from slipway.services.routing import routes_from_db
 from slipway.services.stacks import run_image
 
 logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
-RUNNING_STATES = (STARTING, LIVE, CRASHED)  # states whose container should exist
+# States whose container should exist (a stopped instance's supervisord still runs).
+RUNNING_STATES = (STARTING, LIVE, CRASHED, STOPPED)
 MAX_PER_TYPE = 10
 LOG_TAIL = 30
 
@@ -53,10 +56,25 @@ class StartFailed(SlipwayError):
 
 # ----------------------------------------------------------------------------- one instance
 
+# Several platforms may share one Docker engine (tests, staging): each owns only its containers.
+LABEL_PLATFORM = "io.slipway.platform"
 
-def instance_labels(app: App, release: Release, instance: Instance) -> dict[str, str]:
+
+def platform_id(settings: Settings) -> str:
+    """A short, stable name of this platform: a hash of its data directory."""
+    return hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def platform_labels(settings: Settings) -> dict[str, str]:
+    """Labels on every container this platform starts; filter ``runtime.list`` with them."""
+    return {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id(settings)}
+
+
+def instance_labels(
+    settings: Settings, app: App, release: Release, instance: Instance
+) -> dict[str, str]:
     return {
-        LABEL_MANAGED: "true",
+        **platform_labels(settings),
         LABEL_KIND: "instance",
         LABEL_APP: app.name,
         LABEL_RELEASE: str(release.version),
@@ -110,7 +128,7 @@ def launch(
         env=env,
         limits=Limits(memory=app.memory, pids=settings.instance_pids),
         port=layout.APP_PORT,
-        labels=instance_labels(app, release, instance),
+        labels=instance_labels(settings, app, release, instance),
     )
     running = adapters.runtime.start_instance(spec)
     instance.container_id = running.container_id
@@ -272,6 +290,7 @@ def drain(
     time.sleep(settings.drain_grace)
     for instance in old:
         log(f"-----> Stopping {instance.process_type}.{instance.index} of the previous release")
+        keep_logs(settings, adapters.volumes, instance)  # readable for a while after the deploy
         try:
             retire(session, adapters, instance)
         except Exception as exc:

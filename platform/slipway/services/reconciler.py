@@ -58,7 +58,7 @@ def reconcile(
         adapters.volumes.recover()
     report.failed_deploys = fail_stale_deploys(session, adapters, settings)
     report.restarted = restart_missing(session, adapters, settings)
-    report.removed_containers = remove_orphan_containers(session, adapters)
+    report.removed_containers = remove_orphan_containers(session, adapters, settings)
     report.removed_volumes = remove_orphan_volumes(session, adapters)
     adapters.router.apply(routes_from_db(session))
     session.commit()
@@ -77,19 +77,22 @@ def fail_stale_deploys(session: Session, adapters: Adapters, settings: Settings)
     failed = []
     for deploy in session.scalars(query).all():
         if deploy.heartbeat_at is not None and deploy.heartbeat_at < stale:
-            _fail(session, adapters, deploy, WORKER_DIED)
+            _fail(session, adapters, settings, deploy, WORKER_DIED)
         elif deploy.heartbeat_at is None and deploy.state == QUEUED and deploy.created_at < never:
-            _fail(session, adapters, deploy, NEVER_PICKED)
+            _fail(session, adapters, settings, deploy, NEVER_PICKED)
         else:
             continue
         failed.append(deploy.id)
     return failed
 
 
-def _fail(session: Session, adapters: Adapters, deploy: Deploy, error: str) -> None:
+def _fail(
+    session: Session, adapters: Adapters, settings: Settings, deploy: Deploy, error: str
+) -> None:
     logger.warning("deploy %s: %s", deploy.id, error)
-    for container in adapters.runtime.list(labels={LABEL_DEPLOY: str(deploy.id)}):
-        adapters.runtime.stop(container.container_id)
+    ours = {**instances.platform_labels(settings), LABEL_DEPLOY: str(deploy.id)}
+    for container in adapters.runtime.list(labels=ours):
+        _stop_quietly(adapters, container)
     for name in build_volume_names(deploy.id):
         adapters.volumes.destroy(name)
     if deploy.release_id is not None:
@@ -119,7 +122,7 @@ def _by_instance(containers: list[ContainerInfo]) -> dict[str, ContainerInfo]:
 
 def restart_missing(session: Session, adapters: Adapters, settings: Settings) -> list[str]:
     """Start a new container (same release, same volume) for instances whose container is gone."""
-    containers = _by_instance(adapters.runtime.list())
+    containers = _by_instance(adapters.runtime.list(instances.platform_labels(settings)))
     restarted = []
     for app in session.scalars(select(App).order_by(App.name)).all():
         try:
@@ -145,7 +148,7 @@ def _restart_app(
             _recheck(session, adapters, app, instance)
             continue
         if info is not None:
-            adapters.runtime.stop(info.container_id)
+            _stop_quietly(adapters, info)
         logger.info("%s: restarting %s", app.name, instance.container_name)
         try:
             instances.launch(session, adapters, settings, app, instance)
@@ -171,9 +174,10 @@ def _recheck(session: Session, adapters: Adapters, app: App, instance: Instance)
 # ----------------------------------------------------------------------------- orphans
 
 
-def remove_orphan_containers(session: Session, adapters: Adapters) -> list[str]:
-    """Stop containers that no instance row (or unfinished deploy) owns."""
-    containers = adapters.runtime.list()  # listed before the rows are read: see the module doc
+def remove_orphan_containers(session: Session, adapters: Adapters, settings: Settings) -> list[str]:
+    """Stop this platform's containers that no instance row (or unfinished deploy) owns."""
+    # Listed before the rows are read: a row is always committed before its container starts.
+    containers = adapters.runtime.list(instances.platform_labels(settings))
     owned_instances = {str(i) for i in session.scalars(select(Instance.id))}
     running_deploys = {
         str(d)
@@ -188,10 +192,18 @@ def remove_orphan_containers(session: Session, adapters: Adapters) -> list[str]:
             orphan = container.labels.get(LABEL_DEPLOY) not in running_deploys
         else:
             continue  # one-off runs and anything else are not the reconciler's business
-        if orphan:
-            adapters.runtime.stop(container.container_id)
+        if orphan and _stop_quietly(adapters, container):
             removed.append(container.name)
     return removed
+
+
+def _stop_quietly(adapters: Adapters, container: ContainerInfo) -> bool:
+    try:
+        adapters.runtime.stop(container.container_id)
+        return True
+    except Exception as exc:  # one stubborn container must not stop the whole pass
+        logger.warning("could not stop %s: %s", container.name, exc)
+        return False
 
 
 def remove_orphan_volumes(session: Session, adapters: Adapters) -> list[str]:
