@@ -437,3 +437,17 @@ def test_git_remote_sets_a_credential_helper_that_answers_with_the_token(api: Fa
     assert asked.output == f"username=slipway\npassword={api.token}\n"
     other = run("git:credential", "get", input="protocol=https\nhost=example.com\n\n")
     assert other.output == ""
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_loopback(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, dead)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    api.on("GET", "/apps", (200, [HELLO]))
+    result = run("apps")
+    assert result.exit_code == 0, result.output
+    assert "hello" in result.output

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 import requests
@@ -15,6 +16,7 @@ import requests
 API_PREFIX = "/api/v1"
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class CliError(click.ClickException):
@@ -98,6 +100,9 @@ class Client:
         **kwargs: Any,
     ) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        if urlsplit(self.url).hostname in LOOPBACK:
+            # A proxy from the environment cannot reach this host's loopback: never use one.
+            kwargs["proxies"] = {"http": None, "https": None}
         try:
             response = requests.request(
                 method,
