@@ -65,6 +65,11 @@ class Settings:
     crash_loop_count: int = 5
     crash_loop_window: int = 300
     notifications_poll: float = 2.0
+    # Logs and one-off runs: logs of replaced instances are kept old_logs_retention seconds; a
+    # followed log stream ends after logs_follow_limit seconds, a one-off run after run_timeout.
+    old_logs_retention: int = 86400
+    logs_follow_limit: int = 3600
+    run_timeout: int = 3600
     # Uploads and disk hygiene
     max_upload_size: int = 200 * 1024**2
     keep_releases: int = 5
@@ -96,6 +101,10 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def old_logs_dir(self) -> Path:
+        return self.data_dir / "logs"
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -133,6 +142,9 @@ class Settings:
             crash_loop_count=int(_env("SLIPWAY_CRASH_LOOP_COUNT", str(d.crash_loop_count))),
             crash_loop_window=int(_env("SLIPWAY_CRASH_LOOP_WINDOW", str(d.crash_loop_window))),
             notifications_poll=float(_env("SLIPWAY_NOTIFICATIONS_POLL", "2")),
+            old_logs_retention=int(_env("SLIPWAY_OLD_LOGS_RETENTION", "86400")),
+            logs_follow_limit=int(_env("SLIPWAY_LOGS_FOLLOW_LIMIT", "3600")),
+            run_timeout=int(_env("SLIPWAY_RUN_TIMEOUT", "3600")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
