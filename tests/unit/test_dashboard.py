@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.db import session_scope, upgrade_database
 from slipway.models import App, Deploy, Instance, Release
@@ -38,6 +39,7 @@ class Dash:
     sender: RecordingSender
     tokens: dict[str, str]
     settings: Settings
+    adapters: Adapters
 
     def csrf(self) -> str:
         """The CSRF token of the client's session (any signed-in page carries it)."""
@@ -64,8 +66,10 @@ class Dash:
 
 @pytest.fixture
 def dash(settings: Settings, tmp_path: Path) -> Iterator[Dash]:
+    settings = settings.with_overrides(logs_follow_limit=1)  # a followed log ends quickly
     upgrade_database(settings)
-    flask_app = create_app(settings, fake_adapters(tmp_path / "adapters"))
+    adapters = fake_adapters(tmp_path / "adapters")
+    flask_app = create_app(settings, adapters)
     factory = flask_app.extensions["slipway"].session_factory
     tokens = {}
     with session_scope(factory) as session:
@@ -74,7 +78,7 @@ def dash(settings: Settings, tmp_path: Path) -> Iterator[Dash]:
         sessions.set_password(session, "alice", PASSWORD)
     sender = RecordingSender()
     previous = dispatch.set_sender(sender)
-    yield Dash(flask_app.test_client(), factory, sender, tokens, settings)
+    yield Dash(flask_app.test_client(), factory, sender, tokens, settings, adapters)
     dispatch.set_sender(previous)
 
 
@@ -117,6 +121,7 @@ def make_app(dash: Dash, name: str = "hello", owner: str = "alice", releases: in
                     app_id=app.id,
                     release_id=app.current_release_id,
                     container_name=f"slipway-{name}-web-1",
+                    container_id=f"container-of-{name}",
                     volume_name=f"{name}-web-1",
                     host_port=20001,
                     state="live",
@@ -442,3 +447,38 @@ def test_static_files_are_served_without_signing_in(dash: Dash) -> None:
     response = dash.client.get("/dashboard-static/dashboard.css")
     assert response.status_code == 200
     response.close()
+
+
+def test_instances_show_buttons_and_stop_goes_through_process_control(dash: Dash) -> None:
+    make_app(dash, "hello", releases=1)
+    dash.sign_in()
+    page = dash.client.get("/apps/hello").get_data(as_text=True)
+    assert 'data-instance="web.1"' in page
+    assert 'data-action="restart"' in page
+    response = dash.post("/apps/hello/processes/web.1/stop", follow_redirects=True)
+    assert "web.1 is stopped." in response.get_data(as_text=True)
+    instance = dash.query(lambda s: s.scalars(select(Instance)).one())
+    assert instance.state == "stopped"
+    routes = dash.adapters.router.routes  # type: ignore[attr-defined]
+    assert [route.upstreams for route in routes] == [[]]  # out of the router
+    dash.post("/apps/hello/processes/web.1/start")
+    assert dash.query(lambda s: s.scalars(select(Instance)).one()).state == "live"
+
+
+def test_unknown_instance_says_which_exist(dash: Dash) -> None:
+    make_app(dash, "hello", releases=1)
+    dash.sign_in()
+    response = dash.post("/apps/hello/processes/web.7/restart", follow_redirects=True)
+    assert "no instance &#39;web.7&#39; (there are: web.1)" in response.get_data(as_text=True)
+
+
+def test_app_logs_show_on_the_page_and_stream(dash: Dash) -> None:
+    make_app(dash, "hello", releases=1)
+    volume = dash.adapters.volumes.create("hello-web-1", 1024**2)
+    (volume.path / "log").mkdir()
+    (volume.path / "log" / "app.log").write_text("listening on 5000\nGET / 200\n")
+    dash.sign_in()
+    page = dash.client.get("/apps/hello").get_data(as_text=True)
+    assert "web.1 | listening on 5000" in page
+    body = dash.client.get("/apps/hello/logs/events").get_data(as_text=True)
+    assert "event: log\ndata: web.1 | GET / 200\n\n" in body

@@ -15,7 +15,7 @@ from slipway.dashboard import bp
 from slipway.dashboard.context import adapters, db, discard_session, settings, transactional
 from slipway.dashboard.pages import find_app
 from slipway.runtime.base import RuntimeUnavailable
-from slipway.services import apps, deploys, releases, webhooks
+from slipway.services import apps, deploys, processes, releases, webhooks
 from slipway.services import instances as instance_service
 from slipway.services.errors import Invalid, NotFound, SlipwayError
 
@@ -179,3 +179,19 @@ def upload_deploy(name: str) -> Response:
     )
     flash(f"Deploy #{deploy.id} is queued.", "success")
     return redirect(url_for("dashboard.deploy_page", name=name, deploy_id=deploy.id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Process control
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/processes/<label>/<action>", methods=["POST"])
+@transactional
+def control_process(name: str, label: str, action: str) -> Response:
+    """Restart, stop or start one instance's process (``label`` is like ``web.1``)."""
+    app = find_app(name)
+    process_type = label.partition(".")[0]
+    processes.control(db(), adapters(), app, process_type, action, which=label)
+    done_word = {"restart": "restarted", "stop": "stopped", "start": "started"}.get(action, action)
+    return done(f"{label} is {done_word}.", name, "instances")

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from slipway.dashboard import bp, queries
 from slipway.dashboard.auth import current_user
-from slipway.dashboard.context import db, settings, transactional
-from slipway.models import App
+from slipway.dashboard.context import adapters, db, settings, transactional
+from slipway.models import App, Instance
 from slipway.models.event import EVENT_TYPES
-from slipway.services import apps, events, releases, webhooks
+from slipway.services import apps, events, processes, releases, webhooks
+from slipway.services import logs as app_logs
+
+LOG_LINES = 200
 
 
 @bp.route("/", endpoint="apps")
@@ -51,7 +55,7 @@ def app_page(name: str) -> str:
     session = db()
     app = find_app(name)
     reveal = request.args.get("reveal") == "config"
-    instance_rows = apps.active_instances(session, app)
+    instance_rows = processes.app_instances(session, app, processes.LISTED_STATES)
     return render_template(
         "dashboard/app.html",
         app=app,
@@ -65,12 +69,28 @@ def app_page(name: str) -> str:
         events=events.list_events(session, app, limit=30),
         hooks=[(hook, webhooks.list_deliveries(session, hook, 5)) for hook in _hooks(app)],
         event_types=EVENT_TYPES,
-        instances=[{"instance": instance, "process": None} for instance in instance_rows],
-        upload_ready=True,
-        control_ready=False,
-        logs_ready=False,
+        instances=[_instance_row(instance) for instance in instance_rows],
+        logs="\n".join(app_logs.tail(log_sources(session, app), LOG_LINES)),
+        log_lines=LOG_LINES,
         max_upload=settings().max_upload_size,
     )
+
+
+def _instance_row(instance: Instance) -> dict[str, Any]:
+    """An instance with its process's supervisor state (read with supervisorctl)."""
+    status = processes.program_status(adapters(), instance)
+    return {
+        "instance": instance,
+        "label": processes.instance_label(instance),
+        "process": status,
+        "uptime": processes.format_uptime(status.uptime),
+    }
+
+
+def log_sources(session: Session, app: App) -> list[app_logs.LogSource]:
+    """Every instance's log, and the kept logs of instances a deploy replaced."""
+    current = app_logs.current_sources(session, adapters().volumes, app)
+    return app_logs.old_sources(settings(), app) + current
 
 
 def _hooks(app: App) -> list[Any]:

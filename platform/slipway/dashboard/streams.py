@@ -1,4 +1,4 @@
-"""Server-sent events: a deploy's build log while it runs (and, once it exists, app logs).
+"""Server-sent events: a deploy's build log while it runs, and an app's logs as they grow.
 
 Each event carries the byte offset it ends at as its ``id``, so a browser that reconnects
 (EventSource does so by itself) resumes where it stopped instead of repeating the log.
@@ -15,14 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from slipway.dashboard import bp, queries
 from slipway.dashboard.auth import current_user
-from slipway.dashboard.context import db, platform, settings
+from slipway.dashboard.context import adapters, db, platform, settings
 from slipway.db import session_scope
-from slipway.models import Deploy
+from slipway.models import App, Deploy
 from slipway.services import apps
+from slipway.services import logs as app_logs
 
 POLL_INTERVAL = 0.5
 KEEPALIVE_INTERVAL = 15.0
 CHUNK = 64 * 1024
+LOG_TAIL = 200  # the app page shows as many, so a reconnect repaints the same view
 
 
 def sse(data: str, event: str | None = None, event_id: int | None = None) -> str:
@@ -119,3 +121,30 @@ def _read_chunk(path: Path, offset: int) -> bytes:
             return log.read(CHUNK)
     except FileNotFoundError:  # not written yet: the deploy is still queued
         return b""
+
+
+@bp.route("/apps/<name>/logs/events")
+def app_log_events(name: str) -> Response:
+    """The app's logs: the last lines of every instance, then new lines as they are written."""
+    app = apps.get_app(db(), current_user(), name)
+    factory, volumes, app_id = platform().session_factory, adapters().volumes, app.id
+    current = settings()
+
+    def sources() -> list[app_logs.LogSource]:
+        with session_scope(factory) as session:
+            found = session.get(App, app_id)
+            if found is None:
+                return []
+            return app_logs.old_sources(current, found) + app_logs.current_sources(
+                session, volumes, found
+            )
+
+    lines = app_logs.follow(sources, LOG_TAIL, current.logs_follow_limit)
+    return Response(_log_events(lines), mimetype="text/event-stream", headers=_stream_headers())
+
+
+def _log_events(lines: Iterator[str]) -> Iterator[str]:
+    # The logs service yields "" when it has been quiet a while: a comment keeps the
+    # connection open and shows whether the browser is still there.
+    for line in lines:
+        yield sse(line, event="log") if line else ": keep-alive\n\n"

@@ -58,11 +58,13 @@
     });
   }
 
-  function followAppLog(pre) {
+  function followAppLog(pre, button) {
     const source = new EventSource(pre.dataset.stream);
     const live = document.getElementById("logs-live");
-    pre.scrollTop = pre.scrollHeight;
+    button.hidden = true;
     source.addEventListener("open", function () {
+      // Every (re)connection starts with the same tail the page shows: paint it afresh.
+      pre.textContent = "";
       if (live) live.hidden = false;
       setText("logs-status", "Following the logs live.");
     });
@@ -77,6 +79,12 @@
     const buildLog = document.getElementById("build-log");
     if (buildLog && buildLog.dataset.stream && window.EventSource) followDeploy(buildLog);
     const appLog = document.getElementById("app-log");
-    if (appLog && appLog.dataset.stream && window.EventSource) followAppLog(appLog);
+    const follow = document.getElementById("follow-logs");
+    if (appLog) appLog.scrollTop = appLog.scrollHeight;
+    if (appLog && follow && appLog.dataset.stream && window.EventSource) {
+      // Following holds a connection open, so it starts when asked, not on every page view.
+      follow.hidden = false;
+      follow.addEventListener("click", function () { followAppLog(appLog, follow); });
+    }
   });
 })();
