@@ -53,6 +53,9 @@ class LogSource:
     old: bool = False
 
 
+SourceLister = Callable[[], list[LogSource]]
+
+
 def prefixed(label: str, line: str) -> str:
     return f"{label}{PREFIX_SEPARATOR}{line}"
 
@@ -318,7 +321,7 @@ def _advance(fd: int, position: Position) -> list[str]:
 
 
 def follow(
-    list_sources: Callable[[], list[LogSource]],
+    list_sources: SourceLister,
     lines: int,
     limit: float,
     poll_interval: float = 0.5,
