@@ -225,7 +225,7 @@ def test_each_stack_deploys_and_answers_by_host_and_by_path(
     assert by_path.text == by_host.text
     shown = running_platform.api("GET", f"/apps/{app}").json()
     assert shown["release"]["version"] == 1
-    assert shown["url"] == f"http://{app}.localhost"
+    assert shown["url"] == f"http://{app}.localhost:{running_platform.router_port}"
     assert [i["state"] for i in shown["instances"]] == ["live"]
 
 

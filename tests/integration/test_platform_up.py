@@ -14,7 +14,7 @@ from tests.integration.platform import SLIPWAY, Platform, start_platform, stop_p
 
 pytestmark = pytest.mark.slow
 
-PROGRAMS = {"api", "reconciler", "redis", "router", "worker"}
+PROGRAMS = {"api", "collector", "reconciler", "redis", "router", "worker"}
 
 
 def _states(platform: Platform) -> dict[str, tuple[str, str]]:

@@ -12,6 +12,7 @@ import click
 
 from slipway.config import get_settings
 from slipway.host import control
+from slipway.host.collect import collect_loop
 from slipway.host.reconcile import reconcile_loop, reconcile_once
 from slipway.runtime.base import RuntimeUnavailable
 from slipway.services.errors import SlipwayError
@@ -107,7 +108,15 @@ def reconcile(loop: bool, interval: float) -> None:
         reconcile_once(settings)
 
 
+@click.command()
+@_clear_errors
+def collect() -> None:
+    """Turn crash/OOM notifications and Docker events into app events (runs until stopped)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    collect_loop(get_settings())
+
+
 def register_platform_commands(group: click.Group) -> None:
-    """Add the platform commands (up, down, status, reconcile) to `slipway server`."""
-    for command in (up, down, status, reconcile):
+    """Add the platform commands (up, down, status, reconcile, collect) to `slipway server`."""
+    for command in (up, down, status, reconcile, collect):
         group.add_command(command)

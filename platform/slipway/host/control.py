@@ -115,6 +115,8 @@ def programs(settings: Settings) -> list[Program]:
     worker += ["--concurrency", str(WORKER_CONCURRENCY), "--hostname", "slipway@%h"]
     # A warm shutdown waits for running builds; past this, acks_late hands them out again.
     found.append(Program("worker", worker, 40, env, stopwaitsecs=30))
+    collector = [_bin("slipway"), "server", "collect"]
+    found.append(Program("collector", collector, 45, env))
     reconciler = [_bin("slipway"), "server", "reconcile", "--loop"]
     reconciler += ["--interval", str(RECONCILE_INTERVAL)]
     found.append(Program("reconciler", reconciler, 50, env, stopwaitsecs=30))
