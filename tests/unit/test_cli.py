@@ -326,12 +326,13 @@ def test_scale_and_its_ps_alias(api: FakeApi) -> None:
 
 
 def test_ps_lists_instances(api: FakeApi) -> None:
-    instances = [{"process_type": "web", "index": 1, "state": "live", "port": 4242}]
-    api.on("GET", "/apps/hello", (200, dict(HELLO, formation={"web": 1}, instances=instances)))
+    process = {"name": "web.1", "state": "RUNNING", "pid": 42, "uptime": "5s", "release": 3}
+    listed = {"formation": {"web": 1}, "processes": [dict(process, instance_state="live")]}
+    api.on("GET", "/apps/hello/processes", (200, listed))
     lines = run("ps", "-a", "hello").output.splitlines()
     assert lines[0] == "Formation: web=1"
-    assert lines[1].split() == ["PROCESS_TYPE", "INDEX", "STATE", "PORT"]
-    assert lines[2].split() == ["web", "1", "live", "4242"]
+    assert lines[1].split() == ["NAME", "STATE", "PID", "UPTIME", "RELEASE", "INSTANCE_STATE"]
+    assert lines[2].split() == ["web.1", "RUNNING", "42", "5s", "3", "live"]
 
 
 def test_logs_tail_and_url(api: FakeApi) -> None:

@@ -10,6 +10,7 @@ from slipway.cli.deploy import deploy
 from slipway.cli.login import login, logout
 from slipway.cli.processes import logs, open_, ps, scale, url
 from slipway.cli.releases import releases, rollback
+from slipway.cli.run import run
 from slipway.cli.server import server
 
 # Heroku/Dokku spellings that are not simply `<group>:<subcommand>`.
@@ -69,6 +70,7 @@ for command in (
     ps,
     scale,
     logs,
+    run,
     open_,
     url,
     server,

@@ -4,31 +4,79 @@ from __future__ import annotations
 
 import click
 
-from slipway.cli.apps import instance_columns
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import app_option, resolve_app
 from slipway.cli.output import json_option, print_json, print_table
 
+PROCESS_COLUMNS = ["name", "state", "pid", "uptime", "release", "instance_state"]
 
-@click.command("ps")
+
+@click.group("ps", invoke_without_command=True)
 @app_option
 @json_option
-def ps(app: str | None, as_json: bool) -> None:
-    """List an app's running instances and its formation.
+@click.pass_context
+def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
+    """List an app's processes: supervisor state, pid and uptime of each instance.
 
     \b
-    Example:
+    Examples:
       slipway ps -a hello
+      slipway ps:restart web -a hello      # every web instance
+      slipway ps:stop web.2 -a hello       # one instance
     """
-    data = Client.from_environment().get(f"/apps/{resolve_app(app)}")
-    instances = data.get("instances") or []
+    if ctx.invoked_subcommand is not None:
+        return
+    data = Client.from_environment().get(f"/apps/{resolve_app(app)}/processes")
+    processes = data.get("processes") or []
     if as_json:
-        print_json({"formation": data.get("formation"), "instances": instances})
+        print_json(data)
         return
     formation = data.get("formation") or {}
     if formation:
         click.echo("Formation: " + " ".join(f"{k}={v}" for k, v in sorted(formation.items())))
-    print_table(instances, instance_columns(instances) if instances else [], "No instances.")
+    print_table(processes, PROCESS_COLUMNS, "No processes.")
+
+
+def control_processes(app: str | None, target: str | None, action: str) -> None:
+    """POST the action for ``web`` (all its instances), ``web.2`` (one), or every type."""
+    client = Client.from_environment()
+    name = resolve_app(app)
+    if target:
+        process_type, _, index = target.partition(".")
+        targets = [(process_type, {"instance": index} if index else {})]
+    else:
+        listed = client.get(f"/apps/{name}/processes").get("processes") or []
+        targets = [(t, {}) for t in sorted({str(p["process_type"]) for p in listed})]
+        if not targets:
+            raise CliError(f"{name} has no processes to {action}")
+    for process_type, body in targets:
+        result = client.post(f"/apps/{name}/processes/{process_type}/{action}", body)
+        for process in result.get("processes") or []:
+            click.echo(f"{process['name']}: {process['state']}")
+
+
+def _control_command(action: str, summary: str) -> click.Command:
+    help_text = (
+        f"{summary}\n\nTARGET is a process type (web) or one instance (web.2); without it,"
+        f" every process.\n\n\b\nExamples:\n  slipway ps:{action} web -a hello\n"
+        f"  slipway ps:{action} web.2 -a hello"
+    )
+
+    @click.command(action, help=help_text)
+    @app_option
+    @click.argument("target", required=False)
+    def command(app: str | None, target: str | None) -> None:
+        control_processes(app, target, action)
+
+    return command
+
+
+for _action, _summary in (
+    ("restart", "Restart processes (a new pid; the instance and its volume stay)."),
+    ("stop", "Stop processes; the instances stay, out of the router, until ps:start."),
+    ("start", "Start stopped processes again."),
+):
+    ps.add_command(_control_command(_action, _summary))
 
 
 def parse_formation(pairs: tuple[str, ...]) -> dict[str, int]:
@@ -78,7 +126,8 @@ def logs(app: str | None, tail: int, follow: bool) -> None:
     params = {"tail": tail, "follow": "1" if follow else "0"}
     try:
         for line in Client.from_environment().lines(f"/apps/{resolve_app(app)}/logs", params):
-            click.echo(line)
+            if line:  # empty lines are the server's keepalives; log lines carry a prefix
+                click.echo(line)
     except KeyboardInterrupt:  # Ctrl-C is how people stop --follow
         pass
 
