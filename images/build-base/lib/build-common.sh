@@ -63,12 +63,18 @@ run_step() {
   rm -f "$log"
 }
 
-# Pull the one meaningful sentence out of a package manager's output, when there is one.
+# Pull the one meaningful sentence out of a package manager's output, when there is one. The
+# patterns go from the most to the least telling.
 explain_failure() {
-  local log=$1 line
-  line=$(grep -m1 -E "is not in this registry|E404|No matching distribution found|Could not find a version|EROFS|Read-only file system|No space left on device|ENOSPC" "$log" || true)
+  local log=$1 pattern line=""
+  for pattern in "is not in this registry" "No matching distribution found" \
+    "Could not find a version" "Read-only file system" "EROFS" "No space left on device" \
+    "ENOSPC" "E404" "ETIMEDOUT|ECONNREFUSED|ENOTFOUND|Could not fetch URL"; do
+    line=$(grep -m1 -E "$pattern" "$log" || true)
+    [ -z "$line" ] || break
+  done
   line=${line#npm ERR! }
   line=${line#npm error }
   line=${line#ERROR: }
-  echo "$line" | sed 's/^[[:space:]]*//' | cut -c1-200
+  echo "$line" | sed 's/^[[:space:]]*//; s/[[:space:]]\+/ /g' | cut -c1-200
 }
