@@ -204,6 +204,22 @@ def test_missing_dependency_fails_with_a_clear_last_line(harness: Harness) -> No
     assert "slipway-fixture-no-such-package-7c1e9a" in last
 
 
+def test_node_version_the_image_lacks_is_a_clear_error(harness: Harness) -> None:
+    result, lines, _ = harness.build("node-wrong-engine", "build-node")
+    assert not result.ok
+    last = _last(lines)
+    assert last.startswith("error: package.json asks for Node.js >=99 (engines.node)")
+    assert "this image has Node.js 18." in last
+
+
+def test_python_version_the_image_lacks_is_a_clear_error(harness: Harness) -> None:
+    result, lines, _ = harness.build("python-wrong-version", "build-python")
+    assert not result.ok
+    assert _last(lines).startswith(
+        "error: .python-version asks for Python 3.99 but this image has Python 3."
+    )
+
+
 def test_build_past_its_time_limit_is_timed_out(harness: Harness) -> None:
     started = time.monotonic()
     result, lines, _ = harness.build("never-ends", "build-node", timeout=8)
