@@ -253,6 +253,22 @@ def test_the_dashboard_journey(
         answers(running_platform, name, "hello from"), ROLL_TIMEOUT, "no answer after restart"
     )
 
+    # ---- logs: the page shows the tail; "Follow live" streams new lines ------------------------
+    dash.open(f"/apps/{name}")
+    assert "web.1 | listening on" in dash.find("#app-log").text
+    dash.find("#follow-logs").click()
+    dash.wait(
+        lambda d: "Following the logs live" in d.find_element(By.ID, "logs-status").text,
+        30,
+        "the log stream did not open",
+    )
+    running_platform.http_get_app(name, "/from-the-test")
+    dash.wait(
+        lambda d: "/from-the-test" in d.find_element(By.ID, "app-log").text,
+        30,
+        "a new log line did not arrive",
+    )
+
     # ---- crash it: the crash shows up in the events and on the apps list ---------------------
     try:
         running_platform.http_get_app(name, "/crash", timeout=5)

@@ -184,6 +184,7 @@ def test_next_never_leaves_the_site(dash: Dash) -> None:
 def test_session_cookie_is_httponly_and_samesite(dash: Dash) -> None:
     response = dash.post("/signin", {"username": "alice", "password": PASSWORD})
     cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("slipway_session=")
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
 
@@ -482,3 +483,20 @@ def test_app_logs_show_on_the_page_and_stream(dash: Dash) -> None:
     assert "web.1 | listening on 5000" in page
     body = dash.client.get("/apps/hello/logs/events").get_data(as_text=True)
     assert "event: log\ndata: web.1 | GET / 200\n\n" in body
+
+
+def test_timeline_has_crashes_deploys_and_releases_newest_first(dash: Dash) -> None:
+    make_app(dash, "hello", releases=1)
+
+    def happen(session: Session) -> None:
+        app = session.scalars(select(App).where(App.name == "hello")).one()
+        session.add(Deploy(app_id=app.id, state="failed", source_path="x", error="Build broke."))
+        session.flush()
+        session.add(Event(app_id=app.id, type="oom", message="web.1 ran out of memory"))
+
+    dash.query(happen)
+    dash.sign_in()
+    page = dash.client.get("/apps/hello").get_data(as_text=True)
+    events = re.findall(r'data-event="([a-z_]+)"', page)
+    assert events == ["oom", "deploy_failed", "released"]
+    assert "Build broke." in page and "v1: Deploy 1" in page

@@ -38,8 +38,8 @@ def configure_app(app: App) -> None:
         app.config["SECRET_KEY"] = security.load_secret_key(settings_of(app).data_dir)
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config.setdefault("SESSION_COOKIE_NAME", "slipway_session")
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", SESSION_LIFETIME)
+    app.config["SESSION_COOKIE_NAME"] = "slipway_session"
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
 
 
 @bp.context_processor

@@ -66,7 +66,7 @@ def app_page(name: str) -> str:
         config=sorted(app.config.items()),
         reveal=reveal,
         process_types=_process_types(app),
-        events=events.list_events(session, app, limit=30),
+        timeline=queries.timeline(session, app, events.list_events(session, app, limit=30)),
         hooks=[(hook, webhooks.list_deliveries(session, hook, 5)) for hook in _hooks(app)],
         event_types=EVENT_TYPES,
         instances=[_instance_row(instance) for instance in instance_rows],

@@ -5,13 +5,14 @@ Changes never happen here: every form goes through the same services as the JSON
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from slipway.models import App, Deploy
+from slipway.models import App, Deploy, Release
 from slipway.models import event as event_types
 from slipway.models.common import utcnow
 from slipway.models.event import Event
@@ -66,3 +67,43 @@ def read_log(path: str, limit: int = 256 * 1024) -> tuple[str, int]:
             return log.read(size).decode("utf-8", errors="replace"), size
     except FileNotFoundError:
         return "", 0
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One entry of an app's timeline: an event row, a finished deploy or a release."""
+
+    kind: str  # an event type: crash, oom, crash_loop, deploy_succeeded, deploy_failed, released
+    message: str
+    at: datetime
+
+
+# Deploys and releases are read from their own rows (the record of truth), so event rows of
+# these types would only repeat them.
+_FROM_OWN_ROWS = {event_types.DEPLOY_SUCCEEDED, event_types.DEPLOY_FAILED, event_types.RELEASED}
+
+
+def timeline(db: Session, app: App, events: list[Event], limit: int = 30) -> list[TimelineItem]:
+    """Crashes and OOMs, finished deploys and releases, newest first."""
+    items = [
+        TimelineItem(event.type, event.message, event.created_at)
+        for event in events
+        if event.type not in _FROM_OWN_ROWS
+    ]
+    for deploy in recent_deploys(db, app, limit):
+        if deploy.is_finished:
+            items.append(_deploy_item(deploy))
+    releases = select(Release).where(Release.app_id == app.id).order_by(Release.id.desc())
+    for release in db.scalars(releases.limit(limit)):
+        text = f"v{release.version}" + (f": {release.description}" if release.description else "")
+        items.append(TimelineItem(event_types.RELEASED, text, release.created_at))
+    items.sort(key=lambda item: item.at, reverse=True)
+    return items[:limit]
+
+
+def _deploy_item(deploy: Deploy) -> TimelineItem:
+    at = deploy.finished_at or deploy.created_at
+    if deploy.state == "succeeded":
+        return TimelineItem(event_types.DEPLOY_SUCCEEDED, f"Deploy #{deploy.id}", at)
+    reason = f": {deploy.error}" if deploy.error else ""
+    return TimelineItem(event_types.DEPLOY_FAILED, f"Deploy #{deploy.id}{reason}", at)
