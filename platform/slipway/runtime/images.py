@@ -12,6 +12,7 @@ files and its parent's content tag. An image whose content tag exists is not bui
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -217,6 +218,9 @@ class ImageBuilder:
             self._tag_latest(reference, image.name)
             say(f"       {image.name}: built")
             outcomes.append(Outcome(image.name, reference, built=True))
+        # Children first: an old parent cannot go while an old child still stands on it.
+        for outcome in reversed(outcomes):
+            self._prune_superseded(outcome.name, tags[outcome.name])
         return outcomes
 
     # -- one image ----------------------------------------------------------------------------
@@ -300,6 +304,17 @@ class ImageBuilder:
 
     def _tag_latest(self, reference: str, name: str) -> None:
         self.client.api.tag(reference, self.repository(name), "latest")
+
+    def _prune_superseded(self, name: str, keep: str) -> None:
+        """Drop the older content tags of an image; ones still in use are left to the engine."""
+        repository = self.repository(name)
+        for row in self.client.api.images(name=repository):
+            for reference in row.get("RepoTags") or []:
+                tag = reference.rsplit(":", 1)[-1]
+                if reference.startswith(f"{repository}:") and tag not in (keep, "latest"):
+                    # A running container or a child image keeps it: the engine says no.
+                    with contextlib.suppress(docker.errors.APIError):
+                        self.client.api.remove_image(reference)
 
     def _inspect(self, reference: str) -> dict[str, Any] | None:
         try:
