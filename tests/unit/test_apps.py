@@ -12,6 +12,7 @@ from slipway.models import App, Instance, Release, User
 from slipway.runtime.base import LABEL_APP, InstanceSpec, Limits
 from slipway.services import apps, config_vars, users
 from slipway.services.errors import Conflict, Invalid, NotFound
+from slipway.services.instances import platform_labels
 from slipway.tasks import dispatch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,13 +50,23 @@ def owner(session: Session, name: str = "alice", admin: bool = False) -> User:
     return users.create_user(session, name, is_admin=admin)
 
 
-def run_instance(session: Session, adapters: Adapters, app: App, version: int = 1) -> Instance:
+def run_instance(
+    session: Session, adapters: Adapters, app: App, settings: Settings, version: int = 1
+) -> Instance:
     """A release and a live instance whose container runs in the fake runtime."""
     release = Release(app=app, version=version, slug_path="/slug.tgz", stack="static")
     app.current_release = release
     name = f"{app.name}-web-{version}"
     running = adapters.runtime.start_instance(
-        InstanceSpec("img", name, [], {}, Limits(), 5000, labels={LABEL_APP: app.name})
+        InstanceSpec(
+            "img",
+            name,
+            [],
+            {},
+            Limits(),
+            5000,
+            labels={**platform_labels(settings), LABEL_APP: app.name},
+        )
     )
     adapters.volumes.create(name, 1024)
     instance = Instance(
@@ -120,7 +131,7 @@ def test_the_view_shows_url_state_release_and_instances(
 ) -> None:
     app = apps.create_app(session, owner(session), "hello", settings)
     assert apps.app_view(session, app, settings)["state"] == "new"
-    instance = run_instance(session, adapters, app)
+    instance = run_instance(session, adapters, app, settings)
 
     view = apps.app_view(session, app, settings.with_overrides(router_bind="127.0.0.1:8080"))
     assert view["url"] == "http://hello.localhost:8080"
@@ -144,10 +155,10 @@ def test_deleting_an_app_stops_containers_frees_volumes_and_drops_the_route(
 ) -> None:
     app = apps.create_app(session, owner(session), "hello", settings)
     other = apps.create_app(session, owner(session, "bob"), "other", settings)
-    instance = run_instance(session, adapters, app)
-    run_instance(session, adapters, other)
+    instance = run_instance(session, adapters, app, settings)
+    run_instance(session, adapters, other, settings)
 
-    apps.delete_app(session, app, adapters)
+    apps.delete_app(session, app, adapters, settings)
     session.commit()
 
     runtime, volumes, router = adapters.runtime, adapters.volumes, adapters.router

@@ -30,5 +30,5 @@ def show_app(name: str) -> Response:
 
 def delete_app(name: str) -> tuple[str, int]:
     session = db()
-    apps.delete_app(session, apps.get_app(session, current_user(), name), adapters())
+    apps.delete_app(session, apps.get_app(session, current_user(), name), adapters(), settings())
     return "", 204

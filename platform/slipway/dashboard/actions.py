@@ -157,7 +157,7 @@ def delete_app(name: str) -> Response:
     app = find_app(name)
     if request.form.get("confirm", "").strip() != app.name:
         raise Invalid(f"Type the app's name ({app.name}) to confirm deleting it.")
-    apps.delete_app(db(), app, adapters())
+    apps.delete_app(db(), app, adapters(), settings())
     flash(f"The app {name} is deleted.", "success")
     return redirect(url_for("dashboard.apps"))
 

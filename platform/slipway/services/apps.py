@@ -143,9 +143,14 @@ def app_view(session: Session, app: App, settings: Settings) -> dict[str, Any]:
     }
 
 
-def delete_app(session: Session, app: App, adapters: Adapters) -> None:
+def delete_app(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:
     """Stop the app's containers (builds included), free its volumes, drop its route, forget it."""
-    for container in adapters.runtime.list(labels={LABEL_APP: app.name}):
+    from slipway.services.instances import platform_labels
+
+    # Only this platform's containers: another platform on the same engine may have an app
+    # of the same name.
+    labels = {**platform_labels(settings), LABEL_APP: app.name}
+    for container in adapters.runtime.list(labels=labels):
         adapters.runtime.stop(container.container_id)
     for instance in app.instances:
         adapters.volumes.destroy(instance.volume_name)
