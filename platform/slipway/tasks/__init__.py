@@ -74,3 +74,4 @@ celery.conf.update(celery_config(get_settings()))
 
 # Last, because the task bodies import the names above; importing them registers them.
 from slipway.tasks import deploys as _deploys  # noqa: E402, F401
+from slipway.tasks import webhooks as _webhooks  # noqa: E402, F401
