@@ -70,6 +70,8 @@ class Settings:
     old_logs_retention: int = 86400
     logs_follow_limit: int = 3600
     run_timeout: int = 3600
+    # The release phase (Procfile `release`, app.json predeploy/postdeploy) of one deploy.
+    release_timeout: int = 900
     # Uploads and disk hygiene
     max_upload_size: int = 200 * 1024**2
     keep_releases: int = 5
@@ -145,6 +147,7 @@ class Settings:
             old_logs_retention=int(_env("SLIPWAY_OLD_LOGS_RETENTION", "86400")),
             logs_follow_limit=int(_env("SLIPWAY_LOGS_FOLLOW_LIMIT", "3600")),
             run_timeout=int(_env("SLIPWAY_RUN_TIMEOUT", "3600")),
+            release_timeout=int(_env("SLIPWAY_RELEASE_TIMEOUT", "900")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),

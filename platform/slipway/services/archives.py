@@ -26,6 +26,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1024 * 1024
 PROCESS_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$")
 NOT_AN_ARCHIVE = "The upload is not a valid .tar.gz archive."
+# The Procfile's `release` command runs once per release (the release phase), never as instances.
+RELEASE_TYPE = "release"
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ def read_procfile(source: Path) -> dict[str, str]:
         name, command = name.strip(), command.strip()
         if not sep or not PROCESS_TYPE.match(name) or not command:
             raise Invalid(f"Procfile line {number} is not 'name: command': {line[:80]}")
+        if name in types:
+            raise Invalid(f"Procfile line {number} names the process type {name!r} again.")
         types[name] = command
     return types
 
@@ -202,6 +206,8 @@ def read_app_json(source: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"app.json is not valid JSON (line {exc.lineno}: {exc.msg}).") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid("app.json is not valid JSON.") from exc
     if not isinstance(data, dict):

@@ -11,12 +11,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
-from slipway.services import archives, layout
+from slipway.services import appjson, archives, layout
 from slipway.services.errors import SlipwayError
 from slipway.services.instances import platform_labels
 from slipway.services.stacks import build_image, detect_stack
@@ -35,7 +34,7 @@ class BuildOutput:
     slug_path: Path
     stack: str
     process_types: dict[str, str]
-    app_json: dict[str, Any]
+    app_json: appjson.AppJson
 
 
 def build_volume_names(deploy_id: int) -> tuple[str, str]:
@@ -58,7 +57,7 @@ def build(
         archives.extract_archive(source, input_volume.path, settings.build_volume_size)
         layout.chown_tree(input_volume.path)
         process_types = archives.read_procfile(input_volume.path)
-        app_json = archives.read_app_json(input_volume.path)
+        app_json = read_app_json(input_volume.path, log)
         stack = detect_stack(input_volume.path)
         log(f"-----> {stack.capitalize()} app detected")
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
@@ -71,6 +70,14 @@ def build(
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+def read_app_json(source: Path, log: Log) -> appjson.AppJson:
+    """The checked app.json of the source (empty without one); its warnings go to the log."""
+    parsed = appjson.parse(archives.read_app_json(source))
+    for warning in parsed.warnings:
+        log(f"       warning: {warning}")
+    return parsed
 
 
 def _fresh_volume(adapters: Adapters, name: str, size: int) -> Volume:

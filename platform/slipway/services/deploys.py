@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Release
+from slipway.models import event as kinds
 from slipway.models.deploy import BUILDING, FAILED, QUEUED, RELEASING, STARTING, SUCCEEDED
-from slipway.services import archives, builds, instances, prune, releases
+from slipway.services import appjson, archives, builds, instances, prune, releases
 from slipway.services.artifacts import ArtifactStore
 from slipway.services.errors import Conflict, SlipwayError, TooLarge
 
@@ -216,28 +217,97 @@ def _pipeline(
     session: Session, deploy: Deploy, adapters: Adapters, settings: Settings, log: DeployLog
 ) -> None:
     app = deploy.app
+    first = app.current_release_id is None
     _set_state(session, deploy, BUILDING)
     output = builds.build(adapters, settings, app.name, deploy.id, Path(deploy.source_path), log)
     _set_state(session, deploy, RELEASING)
+    config = dict(app.config)
+    _release_phase(session, deploy, adapters, settings, output, config, log)
     release = releases.create_release(
         session,
         app,
         slug_path=str(output.slug_path),
         stack=output.stack,
-        config=dict(app.config),
+        config=config,
         process_types=output.process_types,
         description=_describe(deploy),
         deploy_id=deploy.id,
     )
     deploy.release_id = release.id
+    app.formation = appjson.merge_formation(dict(app.formation), output.app_json.formation, first)
     session.commit()
     log(f"-----> Released v{release.version}")
     _set_state(session, deploy, STARTING)
-    instances.roll(session, adapters, settings, app, release, log)
-    deploy.finished_at = _now()
-    _set_state(session, deploy, SUCCEEDED)
+    instances.roll(session, adapters, settings, app, release, log, output.app_json.web_checks)
+    if first and output.app_json.postdeploy:
+        _postdeploy(adapters, settings, app, release, output.app_json.postdeploy, log)
+    _succeed(session, deploy, release)
     log(f"-----> v{release.version} is live")
     _prune_quietly(session, app, adapters, settings)
+
+
+def _release_phase(
+    session: Session,
+    deploy: Deploy,
+    adapters: Adapters,
+    settings: Settings,
+    output: builds.BuildOutput,
+    config: dict[str, str],
+    log: DeployLog,
+) -> None:
+    """Run predeploy and the Procfile's release before the release row exists: a failure
+    leaves no release behind, and the old one keeps serving."""
+    phases = releases.release_phases(output.process_types, output.app_json.predeploy)
+    if not phases:
+        return
+    app = deploy.app
+    target = releases.PhaseTarget(
+        app, releases.next_version(session, app), output.stack, output.slug_path, config
+    )
+    labels = {builds.LABEL_DEPLOY: str(deploy.id)}  # the reconciler stops it if we die
+    releases.run_phases(adapters, settings, target, phases, log, labels)
+
+
+def _postdeploy(
+    adapters: Adapters, settings: Settings, app: App, release: Release, command: str, log: Log
+) -> None:
+    """app.json's postdeploy, once after the first deploy; a failure is only a warning."""
+    target = releases.PhaseTarget(
+        app, release.version, release.stack, Path(release.slug_path), dict(release.config)
+    )
+    phase = releases.Phase("postdeploy", ["bash", "-c", command])
+    try:
+        releases.run_phase(adapters, settings, target, phase, log)
+    except SlipwayError as exc:
+        log(f"       warning: {exc} The release is live anyway.")
+
+
+def _succeed(session: Session, deploy: Deploy, release: Release) -> None:
+    deploy.finished_at = _now()
+    deploy.state = SUCCEEDED
+    data = {"deploy_id": deploy.id, "version": release.version}
+    record_released(session, deploy.app, release)
+    message = f"Deploy {deploy.id} succeeded: v{release.version} is live."
+    record_event(
+        session, deploy.app, kinds.DEPLOY_SUCCEEDED, message, data, f"deploy:{deploy.id}:succeeded"
+    )
+    session.commit()
+
+
+def record_event(
+    session: Session, app: App, type: str, message: str, data: dict[str, Any], key: str
+) -> None:
+    """``events.record_event``, imported late: it pulls in the task modules, which import us."""
+    from slipway.services import events
+
+    events.record_event(session, app, type, message, data, dedupe_key=key)
+
+
+def record_released(session: Session, app: App, release: Release) -> None:
+    """A ``released`` event, once per release that went live."""
+    message = f"v{release.version} is live: {release.description}".rstrip(": ")
+    data = {"version": release.version, "release_id": release.id}
+    record_event(session, app, kinds.RELEASED, message, data, f"released:{release.id}")
 
 
 def _describe(deploy: Deploy) -> str:
@@ -259,6 +329,11 @@ def _fail(session: Session, deploy: Deploy, error: str, log: DeployLog) -> None:
     if deploy.state in (SUCCEEDED, FAILED):
         return
     deploy.state, deploy.error, deploy.finished_at = FAILED, error, _now()
+    message = f"Deploy {deploy.id} failed: {error}"
+    data = {"deploy_id": deploy.id, "error": error}
+    record_event(
+        session, deploy.app, kinds.DEPLOY_FAILED, message, data, f"deploy:{deploy.id}:failed"
+    )
     session.commit()
     log(f"-----> Deploy failed: {error}")
 
@@ -293,14 +368,41 @@ def run_roll(
             return
         running = instances.running_instances(session, app)
         log = _logger_for(app.name)
-        if (
-            current is None
-            or current.id != release.id
-            or any(i.release_id != release.id for i in running)
-        ):
+        if current is None or current.id != release.id:
+            _roll_new_release(session, adapters, settings, app, release, log)
+        elif any(i.release_id != release.id for i in running):
             instances.roll(session, adapters, settings, app, release, log)
         else:
             instances.scale_to_formation(session, adapters, settings, app, log)
+
+
+def _roll_new_release(
+    session: Session, adapters: Adapters, settings: Settings, app: App, release: Release, log: Log
+) -> None:
+    """A config change or rollback: its release phase, then the roll; events either way.
+
+    A failure is recorded as a ``deploy_failed`` event and raised again for the task's log.
+    """
+    phases = releases.release_phases(release.process_types, None)
+    target = releases.PhaseTarget(
+        app, release.version, release.stack, Path(release.slug_path), dict(release.config)
+    )
+    try:
+        releases.run_phases(adapters, settings, target, phases, log)
+        instances.roll(session, adapters, settings, app, release, log)
+    except SlipwayError as exc:
+        session.rollback()
+        message = f"v{release.version} ({release.description}) was not rolled out: {exc}"
+        data = {"version": release.version, "release_id": release.id, "error": str(exc)}
+        record_event(session, app, kinds.DEPLOY_FAILED, message, data, f"roll:{release.id}:failed")
+        session.commit()
+        log(f"-----> {message}")
+        raise
+    record_released(session, app, release)
+    session.commit()
+
+
+Log = instances.Log
 
 
 def _logger_for(app: str) -> instances.Log:

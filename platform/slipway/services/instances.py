@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import select
@@ -35,7 +35,8 @@ from slipway.runtime.base import (
     Mount,
 )
 from slipway.services import layout
-from slipway.services.archives import PROCESS_TYPE
+from slipway.services.appjson import HealthCheck
+from slipway.services.archives import PROCESS_TYPE, RELEASE_TYPE
 from slipway.services.errors import Invalid, SlipwayError
 from slipway.services.logs import keep_logs
 from slipway.services.routing import routes_from_db
@@ -145,8 +146,23 @@ def is_live(adapters: Adapters, app: App, instance: Instance, timeout: float) ->
     return adapters.runtime.wait_for_port(instance.host_port, timeout, app.health_check_path)
 
 
+def passes_check(adapters: Adapters, host_port: int, check: HealthCheck) -> bool:
+    """Up to ``check.attempts`` attempts, each waiting ``check.timeout`` seconds for a 2xx."""
+    time.sleep(check.initial_delay)
+    for attempt in range(check.attempts):
+        if attempt:
+            time.sleep(check.wait)
+        if adapters.runtime.wait_for_port(host_port, check.timeout, check.path):
+            return True
+    return False
+
+
 def retire(session: Session, adapters: Adapters, instance: Instance) -> None:
     """Stop the container, free the volume, forget the row."""
+    if instance.state not in (DRAINING, STOPPED):
+        # Committed first: the collector must not take this container's death for a crash.
+        instance.state = DRAINING
+        session.commit()
     if instance.container_id:
         adapters.runtime.stop(instance.container_id)
     adapters.volumes.destroy(instance.volume_name)
@@ -181,6 +197,8 @@ def formation_plan(app: App, release: Release, log: Log) -> list[tuple[str, int]
     """``(process type, count)`` pairs to run, web first; types the release lacks are skipped."""
     plan = []
     for process_type, count in sorted(app.formation.items(), key=lambda kv: kv[0] != "web"):
+        if process_type == RELEASE_TYPE:
+            continue
         if process_type != "web" and process_type not in release.process_types:
             if count:
                 log(f"-----> Skipping {process_type}: the Procfile of v{release.version} lacks it")
@@ -197,8 +215,12 @@ def start_group(
     release: Release,
     wanted: list[tuple[str, int]],
     log: Log,
+    checks: Sequence[HealthCheck] = (),
 ) -> list[Instance]:
-    """Start ``(process type, index)`` instances and wait until all are live, or undo them."""
+    """Start ``(process type, index)`` instances and wait until all are live, or undo them.
+
+    ``checks`` (app.json health checks) must pass on every new web instance too.
+    """
     started: list[Instance] = []
     try:
         for process_type, index in wanted:
@@ -206,7 +228,7 @@ def start_group(
             started.append(instance)
             log(f"-----> Starting {process_type}.{index} of v{release.version}")
             launch(session, adapters, settings, app, instance)
-        _wait_all_live(adapters, settings, app, started, log)
+        _wait_all_live(adapters, settings, app, started, log, checks)
     except Exception:
         session.rollback()
         for instance in started:
@@ -216,19 +238,47 @@ def start_group(
 
 
 def _wait_all_live(
-    adapters: Adapters, settings: Settings, app: App, started: list[Instance], log: Log
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    started: list[Instance],
+    log: Log,
+    checks: Sequence[HealthCheck],
 ) -> None:
     deadline = time.monotonic() + settings.start_timeout
     for instance in started:
         remaining = max(1.0, deadline - time.monotonic())
-        if is_live(adapters, app, instance, remaining):
-            name = f"{instance.process_type}.{instance.index}"
-            log(f"       {name} is up on port {instance.host_port}")
+        problem = _start_problem(adapters, settings, app, instance, remaining, checks, log)
+        name = f"{instance.process_type}.{instance.index}"
+        if problem is None:
+            where = f"on port {instance.host_port}" if instance.process_type == "web" else "running"
+            log(f"       {name} is up {where}")
             continue
-        log(f"-----> {instance.process_type}.{instance.index} did not come up; its last lines:")
+        log(f"-----> {name} did not come up; its last lines:")
         for line in failure_lines(adapters, instance):
             log(f"       {line}")
-        raise StartFailed(_not_live_message(app, settings))
+        raise StartFailed(problem)
+
+
+def _start_problem(
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    instance: Instance,
+    timeout: float,
+    checks: Sequence[HealthCheck],
+    log: Log,
+) -> str | None:
+    """Why the instance is not live (one sentence), or None when it is."""
+    if not is_live(adapters, app, instance, timeout):
+        return _not_live_message(app, settings)
+    if instance.process_type != "web" or instance.host_port is None:
+        return None
+    for check in checks:
+        log(f"       health check of web.{instance.index}: {check.describe()}")
+        if not passes_check(adapters, instance.host_port, check):
+            return f"The new release did not pass its app.json health check {check.describe()}."
+    return None
 
 
 def _not_live_message(app: App, settings: Settings) -> str:
@@ -301,7 +351,13 @@ def drain(
 
 
 def roll(
-    session: Session, adapters: Adapters, settings: Settings, app: App, release: Release, log: Log
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    log: Log,
+    checks: Sequence[HealthCheck] = (),
 ) -> None:
     """Run the app's formation on ``release`` and retire everything else (zero downtime)."""
     old = running_instances(session, app)
@@ -310,7 +366,7 @@ def roll(
         for process_type, count in formation_plan(app, release, log)
         for index in range(1, count + 1)
     ]
-    new = start_group(session, adapters, settings, app, release, wanted, log)
+    new = start_group(session, adapters, settings, app, release, wanted, log, checks)
     switch_and_drain(session, adapters, settings, app, release, new, old, log)
 
 
@@ -345,6 +401,8 @@ def scale(session: Session, app: App, formation: object) -> dict[str, int]:
     for process_type, count in formation.items():
         if not isinstance(process_type, str) or not PROCESS_TYPE.match(process_type):
             raise Invalid(f"{process_type!r} is not a valid process type name.")
+        if process_type == RELEASE_TYPE:
+            raise Invalid("The release process runs once per release; it cannot be scaled.")
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PER_TYPE:
             raise Invalid(
                 f"The count of {process_type} must be a whole number from 0 to {MAX_PER_TYPE}."

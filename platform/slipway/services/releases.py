@@ -1,22 +1,37 @@
 """Releases: immutable, numbered slug + config snapshots. Rollback and config changes make new ones.
 
 Making a release only writes rows; the instances are rolled onto it by the ``slipway.roll`` task,
-sent after the transaction commits.
+sent after the transaction commits. The release phase (Heroku's: the Procfile's ``release``
+command, and app.json's ``scripts.predeploy``) runs once per release before the switch, each in a
+one-off container of the new release; its failure keeps the old release serving.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import secrets
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from slipway.adapters import Adapters
+from slipway.config import Settings
 from slipway.models import App, Release
-from slipway.services import config_vars
-from slipway.services.errors import Invalid, NotFound
+from slipway.services import config_vars, layout, oneoff
+from slipway.services.archives import RELEASE_TYPE
+from slipway.services.errors import Invalid, NotFound, SlipwayError
+
+logger = logging.getLogger(__name__)
 
 ROLL_TASK = "slipway.roll"
+Log = Callable[[str], None]
 
 
 def enqueue(session: Session, task_name: str, *args: Any) -> None:
@@ -130,3 +145,111 @@ def _describe(changes: dict[str, str | None]) -> str:
     if unset_keys:
         parts.append("Unset " + ", ".join(unset_keys))
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- release phase
+
+
+class PhaseFailed(SlipwayError):
+    """The release phase (or app.json predeploy) failed; the new release was not switched to."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One command run once per release in a one-off container of that release."""
+
+    name: str  # "predeploy", "release" or "postdeploy"
+    command: list[str]
+
+
+@dataclass(frozen=True)
+class PhaseTarget:
+    """The release a phase runs on (it may not have a row yet: phases run before it is written)."""
+
+    app: App
+    version: int
+    stack: str
+    slug_path: Path
+    config: dict[str, str]
+
+
+def release_phases(process_types: dict[str, str], predeploy: str | None) -> list[Phase]:
+    """What runs before the switch: app.json predeploy, then the Procfile's ``release``."""
+    phases = []
+    if predeploy:
+        phases.append(Phase("predeploy", ["bash", "-c", predeploy]))
+    if RELEASE_TYPE in process_types:
+        # `start release` runs the Procfile line as the image would (a Python app's venv on PATH).
+        phases.append(Phase("release", ["start", RELEASE_TYPE]))
+    return phases
+
+
+def run_phases(
+    adapters: Adapters,
+    settings: Settings,
+    target: PhaseTarget,
+    phases: list[Phase],
+    log: Log,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """Run each phase to the end, in order; PhaseFailed stops at the first that fails."""
+    for phase in phases:
+        run_phase(adapters, settings, target, phase, log, labels)
+
+
+def run_phase(
+    adapters: Adapters,
+    settings: Settings,
+    target: PhaseTarget,
+    phase: Phase,
+    log: Log,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """One phase in a fresh one-off container (the run image, its own volume, the app's env)."""
+    plan = _phase_plan(target, phase)
+    log(f"-----> Running the {phase.name} phase of v{target.version}: {shlex.join(phase.command)}")
+    try:
+        volume = adapters.volumes.create(plan.volume_name, settings.instance_volume_size)
+        with contextlib.suppress(OSError):
+            (volume.path / "lost+found").rmdir()
+        env = layout.run_env(plan.config, plan.app, f"{phase.name}.1", phase.name)
+        layout.prepare_instance_volume(volume.path, plan.slug_path, phase.name, env)
+        spec = oneoff.run_spec(settings, plan, volume.path)
+        spec.env |= {"SLIPWAY_INSTANCE": f"{phase.name}.1", "SLIPWAY_PROCESS_TYPE": phase.name}
+        spec.timeout = settings.release_timeout
+        spec.labels.update(labels or {})
+        result = adapters.runtime.run_build(spec, lambda line: log(f"       {line}"))
+    finally:
+        _destroy_quietly(adapters, plan.volume_name)
+    if result.timed_out:
+        raise PhaseFailed(
+            f"The {phase.name} phase took longer than {settings.release_timeout} seconds "
+            "and was stopped."
+        )
+    if result.exit_code != 0:
+        raise PhaseFailed(
+            f"The {phase.name} phase failed (exit code {result.exit_code}); the log says why."
+        )
+    log(f"       {phase.name} phase finished in {result.duration:.0f} s")
+
+
+def _phase_plan(target: PhaseTarget, phase: Phase) -> oneoff.RunPlan:
+    # Named and labelled like a one-off run, so a crash's leftovers are swept the same way.
+    name = f"slipway-run-{target.app.name}-{int(time.time())}-{secrets.token_hex(3)}"
+    return oneoff.RunPlan(
+        target.app.name,
+        target.version,
+        target.stack,
+        target.slug_path,
+        dict(target.config),
+        target.app.memory,
+        list(phase.command),
+        name,
+    )
+
+
+def _destroy_quietly(adapters: Adapters, name: str) -> None:
+    try:
+        adapters.volumes.destroy(name)
+    except Exception as exc:  # a later one-off run sweeps it
+        logger.warning("could not remove the release phase volume %s: %s", name, exc)
