@@ -7,11 +7,13 @@ import click
 from slipway.cli.apps import apps, git_credential, git_remote
 from slipway.cli.config_vars import config
 from slipway.cli.deploy import deploy
+from slipway.cli.events import events
 from slipway.cli.login import login, logout
 from slipway.cli.processes import logs, open_, ps, scale, url
 from slipway.cli.releases import releases, rollback
 from slipway.cli.run import run
 from slipway.cli.server import server
+from slipway.cli.webhooks import webhooks
 
 # Heroku/Dokku spellings that are not simply `<group>:<subcommand>`.
 ALIASES = {
@@ -70,6 +72,8 @@ for command in (
     ps,
     scale,
     logs,
+    events,
+    webhooks,
     run,
     open_,
     url,
