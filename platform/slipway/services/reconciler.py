@@ -60,8 +60,15 @@ def reconcile(
     report.restarted = restart_missing(session, adapters, settings)
     report.removed_containers = remove_orphan_containers(session, adapters, settings)
     report.removed_volumes = remove_orphan_volumes(session, adapters)
-    adapters.router.apply(routes_from_db(session))
-    session.commit()
+    # Routes are read in a fresh transaction, and read again after they are applied: a deploy
+    # that switched meanwhile must not be overwritten by this pass's older view of the rows.
+    for _ in range(3):
+        session.commit()
+        routes = routes_from_db(session)
+        adapters.router.apply(routes)
+        session.commit()
+        if routes_from_db(session) == routes:
+            break
     return report
 
 
