@@ -223,6 +223,7 @@ def _pipeline(
     _set_state(session, deploy, RELEASING)
     config = dict(app.config)
     _release_phase(session, deploy, adapters, settings, output, config, log)
+    begin_write(session, deploy.id)
     release = releases.create_release(
         session,
         app,
@@ -265,6 +266,7 @@ def _release_phase(
         app, releases.next_version(session, app), output.stack, output.slug_path, config
     )
     labels = {builds.LABEL_DEPLOY: str(deploy.id)}  # the reconciler stops it if we die
+    session.commit()  # end the read: a snapshot held through the phase cannot write after it
     releases.run_phases(adapters, settings, target, phases, log, labels)
 
 
@@ -283,6 +285,7 @@ def _postdeploy(
 
 
 def _succeed(session: Session, deploy: Deploy, release: Release) -> None:
+    begin_write(session, deploy.id)
     deploy.finished_at = _now()
     deploy.state = SUCCEEDED
     data = {"deploy_id": deploy.id, "version": release.version}
@@ -316,6 +319,17 @@ def _describe(deploy: Deploy) -> str:
     return f"Deploy {deploy.id} ({deploy.source_kind})"
 
 
+def begin_write(session: Session, deploy_id: int) -> None:
+    """Open the transaction with a write (a heartbeat stamp).
+
+    On SQLite a transaction that read first cannot write once another connection (the
+    heartbeat thread) has committed; one that starts by writing waits for the lock instead.
+    """
+    session.commit()  # ends a read snapshot (nothing is pending where this is called)
+    stamp = update(Deploy).where(Deploy.id == deploy_id).values(heartbeat_at=_now())
+    session.execute(stamp)
+
+
 def _set_state(session: Session, deploy: Deploy, state: str) -> None:
     deploy.state = state
     if state == BUILDING:
@@ -325,6 +339,7 @@ def _set_state(session: Session, deploy: Deploy, state: str) -> None:
 
 def _fail(session: Session, deploy: Deploy, error: str, log: DeployLog) -> None:
     session.rollback()
+    begin_write(session, deploy.id)
     session.refresh(deploy)
     if deploy.state in (SUCCEEDED, FAILED):
         return
@@ -387,6 +402,7 @@ def _roll_new_release(
     target = releases.PhaseTarget(
         app, release.version, release.stack, Path(release.slug_path), dict(release.config)
     )
+    session.commit()  # end the read: a snapshot held through the phase cannot write after it
     try:
         releases.run_phases(adapters, settings, target, phases, log)
         instances.roll(session, adapters, settings, app, release, log)
