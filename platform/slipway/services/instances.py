@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
@@ -159,14 +159,22 @@ def passes_check(adapters: Adapters, host_port: int, check: HealthCheck) -> bool
 
 def retire(session: Session, adapters: Adapters, instance: Instance) -> None:
     """Stop the container, free the volume, forget the row."""
+    instance_id, container_id, volume_name = (
+        instance.id,
+        instance.container_id,
+        instance.volume_name,
+    )
     if instance.state not in (DRAINING, STOPPED):
         # Committed first: the collector must not take this container's death for a crash.
         instance.state = DRAINING
-        session.commit()
-    if instance.container_id:
-        adapters.runtime.stop(instance.container_id)
-    adapters.volumes.destroy(instance.volume_name)
-    session.delete(instance)
+    # Commit also ends any read snapshot: the stop is slow and on SQLite a transaction that read
+    # before another connection wrote (the deploy heartbeat) could not delete the row after it.
+    session.commit()
+    if container_id:
+        adapters.runtime.stop(container_id)
+    adapters.volumes.destroy(volume_name)
+    session.expunge(instance)
+    session.execute(delete(Instance).where(Instance.id == instance_id))
     session.commit()
 
 
