@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.integration.platform import SLIPWAY, Platform
-from tests.integration.test_e2e_api import deploy, new_app, tar_files, wait_until
+from tests.integration.test_e2e_api import deploy, log_of, new_app, tar_files, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def logging_app(version: str = "v1") -> bytes:
 def deployed_logging_app(platform: Platform, prefix: str, version: str = "v1") -> str:
     app = new_app(platform, prefix)
     result = deploy(platform, app, logging_app(version))
-    assert result["state"] == "succeeded", result
+    assert result["state"] == "succeeded", (result, log_of(platform, app, result["id"]))
     return app
 
 

@@ -209,6 +209,9 @@ def _stop(session: Session, adapters: Adapters, chosen: list[Instance]) -> None:
     for instance in chosen:
         instance.state = STOPPED
     _apply_routes(session, adapters)
+    # Committed before supervisorctl waits for the process (up to stopwaitsecs): a write
+    # transaction held that long would lock SQLite out for the deploys running meanwhile.
+    session.commit()
     try:
         for instance in chosen:
             _expect(supervisorctl(adapters, instance, ["stop", instance.process_type]), instance)
@@ -216,10 +219,12 @@ def _stop(session: Session, adapters: Adapters, chosen: list[Instance]) -> None:
         for instance in chosen:
             instance.state = before[instance.id]
         _apply_routes(session, adapters)
+        session.commit()
         raise
 
 
 def _start(session: Session, adapters: Adapters, chosen: list[Instance], action: str) -> None:
+    # supervisorctl first, with no write transaction open (see _stop); the states after.
     for instance in chosen:
         _expect(supervisorctl(adapters, instance, [action, instance.process_type]), instance)
         if instance.state == STOPPED:
