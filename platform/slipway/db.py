@@ -43,9 +43,6 @@ def database_url(settings: Settings) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling breaks SAVEPOINT (a nested rollback would commit the
-    # outer transaction); hand transaction control to SQLAlchemy, as its SQLite docs advise.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -53,19 +50,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
-
-
 def make_engine(settings: Settings) -> Engine:
-    """An engine for the configured database (SQLite gets WAL, foreign keys, a busy timeout)."""
+    """An engine for the configured database (SQLite gets WAL, foreign keys, a busy timeout).
+
+    SQLite keeps pysqlite's own transaction handling on purpose: reads run outside a transaction
+    and the first write opens one and waits for the lock, so a reader never holds a stale snapshot
+    that cannot be upgraded to a write. The price: SAVEPOINT (``begin_nested``) does not nest on
+    SQLite, so services must not use it.
+    """
     url = database_url(settings)
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

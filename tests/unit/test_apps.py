@@ -212,3 +212,19 @@ def test_tasks_of_a_rolled_back_transaction_are_never_sent(
     session.rollback()
     session.commit()
     assert sender.sent == []
+
+
+def test_a_name_taken_between_the_check_and_the_insert_is_a_conflict(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apps.create_app(session, owner(session), "hello", settings)
+    session.commit()
+    # Another request wins the race: the existence check sees nothing, the insert collides.
+    monkeypatch.setattr(session, "scalar", lambda *_a, **_k: None)
+    with pytest.raises(Conflict, match="already exists"):
+        apps.create_app(session, owner(session, "bob"), "hello", settings)
+    session.rollback()
+    monkeypatch.undo()
+    assert [a.name for a in apps.list_apps(session, owner(session, "root", admin=True))] == [
+        "hello"
+    ]

@@ -42,8 +42,8 @@ def create_app(session: Session, owner: User, name: object, settings: Settings) 
         raise Conflict(f"An app named {checked!r} already exists.")
     app = App(name=checked, owner=owner, memory=settings.default_memory)
     try:
-        with session.begin_nested():
-            session.add(app)
+        session.add(app)
+        session.flush()
     except IntegrityError as exc:  # created by another request between the check and here
         raise Conflict(f"An app named {checked!r} already exists.") from exc
     return app

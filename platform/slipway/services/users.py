@@ -37,8 +37,8 @@ def create_user(session: Session, username: str, is_admin: bool = False) -> User
         raise Conflict(f"The username {username!r} is taken.")
     user = User(username=username, is_admin=is_admin)
     try:
-        with session.begin_nested():
-            session.add(user)
+        session.add(user)
+        session.flush()
     except IntegrityError as exc:  # another request took the name between the check and here
         raise Conflict(f"The username {username!r} is taken.") from exc
     return user
