@@ -12,7 +12,7 @@ from slipway.services import apps
 def list_apps() -> Response:
     session = db()
     found = apps.list_apps(session, current_user())
-    return jsonify([apps.app_view(session, app, settings()) for app in found])
+    return jsonify(apps.app_views(session, found, settings()))
 
 
 def create_app() -> tuple[Response, int]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance, User
@@ -50,7 +50,9 @@ def create_app(session: Session, owner: User, name: object, settings: Settings) 
 
 
 def list_apps(session: Session, user: User) -> list[App]:
-    query = select(App).order_by(App.name)
+    # The list view shows every app's owner and release: load them in two queries, not 2 × N.
+    query = select(App).options(selectinload(App.owner), selectinload(App.current_release))
+    query = query.order_by(App.name)
     if not user.is_admin:
         query = query.where(App.owner_id == user.id)
     return list(session.scalars(query))
@@ -128,11 +130,40 @@ def release_summary(app: App) -> dict[str, Any] | None:
 def app_view(session: Session, app: App, settings: Settings) -> dict[str, Any]:
     """The app as the API and the dashboard show it."""
     instances = active_instances(session, app)
+    return _view(app, instances, running_deploy(session, app) is not None, settings)
+
+
+def app_views(session: Session, apps: list[App], settings: Settings) -> list[dict[str, Any]]:
+    """Many apps as :func:`app_view` shows them, with one query for all their instances and
+    one for their running deploys (a list of 100 apps stays a handful of queries)."""
+    ids = [app.id for app in apps]
+    instances: dict[int, list[Instance]] = {app_id: [] for app_id in ids}
+    query = (
+        select(Instance)
+        .options(selectinload(Instance.release))
+        .where(Instance.app_id.in_(ids), Instance.state != instance_states.STOPPED)
+        .order_by(Instance.process_type, Instance.index, Instance.id)
+    )
+    for instance in session.scalars(query):
+        instances[instance.app_id].append(instance)
+    deploying = set(
+        session.scalars(
+            select(Deploy.app_id).where(
+                Deploy.app_id.in_(ids), Deploy.state.not_in(deploy_states.TERMINAL_STATES)
+            )
+        )
+    )
+    return [_view(app, instances[app.id], app.id in deploying, settings) for app in apps]
+
+
+def _view(
+    app: App, instances: list[Instance], deploying: bool, settings: Settings
+) -> dict[str, Any]:
     return {
         "name": app.name,
         "owner": app.owner.username,
         "url": app_url(settings, app.name),
-        "state": app_state(app, instances, running_deploy(session, app) is not None),
+        "state": app_state(app, instances, deploying),
         "release": release_summary(app),
         "instances": [instance_view(instance) for instance in instances],
         "formation": dict(app.formation),
