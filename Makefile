@@ -47,4 +47,4 @@ test-fast: install-test
 
 bench: install-test docker
 	@$(SLIPWAY) server images build
-	@$(PY) -m bench.run
+	@timeout --signal=INT --kill-after=120 900 $(PY) -m bench.run
