@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,11 +171,24 @@ def _logs(data_dir: Path, lines: int = 30) -> str:
     return "".join(out)
 
 
-@pytest.fixture(scope="session")
-def running_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One platform for the whole test session, stopped and cleaned up at the end."""
-    platform = start_platform(tmp_path_factory.mktemp("platform") / "data")
+@contextlib.contextmanager
+def own_platform() -> Iterator[Platform]:
+    """A platform in a temp dir of its own, outside pytest's base temp dir.
+
+    pytest deletes old base temp dirs when another session starts; a platform (its database,
+    volumes and sockets) must not vanish under a long run while other test sessions start.
+    """
+    root = Path(tempfile.mkdtemp(prefix="slipway-test-"))
+    platform = start_platform(root / "data")
     try:
         yield platform
     finally:
         stop_platform(platform)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def running_platform() -> Iterator[Platform]:
+    """One platform for the whole test session, stopped and cleaned up at the end."""
+    with own_platform() as platform:
+        yield platform

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.platform import SLIPWAY, Platform, start_platform, stop_platform
+from tests.integration.platform import SLIPWAY, Platform, own_platform
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +64,8 @@ def test_the_control_plane_stays_on_loopback_and_in_its_data_dir(
     assert "--bind 127.0.0.1" in conf
 
 
-def test_down_stops_everything_and_up_brings_it_back(tmp_path_factory) -> None:
-    platform = start_platform(tmp_path_factory.mktemp("updown") / "data")
-    try:
+def test_down_stops_everything_and_up_brings_it_back() -> None:
+    with own_platform() as platform:
         pids = [int(pid) for _, pid in _states(platform).values()]
         token = platform.admin_token
 
@@ -84,8 +83,6 @@ def test_down_stops_everything_and_up_brings_it_back(tmp_path_factory) -> None:
         assert again.returncode == 0, again.stderr
         assert (platform.data_dir / "admin-token").read_text().strip() == token
         assert platform.api("GET", "/apps").status_code == 200
-    finally:
-        stop_platform(platform)
 
 
 def _alive(pid: int) -> bool:
