@@ -153,9 +153,12 @@ class NginxRouter:
 
     def command(self, foreground: bool = False) -> list[str]:
         """The command line that runs this router (foreground: for a supervisor)."""
-        args = [nginx_binary(), "-p", str(self.dir), "-e", str(self.logs_dir / "error.log")]
-        args += ["-c", str(self.main_conf)]
+        args = self._base_args() + ["-c", str(self.main_conf)]
         return args + (["-g", "daemon off;"] if foreground else [])
+
+    def _base_args(self) -> list[str]:
+        # -p and -e keep even nginx's start-up messages out of the system's /var/log/nginx.
+        return [nginx_binary(), "-p", str(self.dir), "-e", str(self.logs_dir / "error.log")]
 
     def pid(self) -> int | None:
         """The master process id, when nginx is running."""
@@ -215,9 +218,12 @@ class NginxRouter:
             os.kill(pid, signal.SIGKILL)
 
     def _nginx(self, args: list[str]) -> subprocess.CompletedProcess[str]:
-        base = [nginx_binary(), "-p", str(self.dir), "-e", str(self.logs_dir / "error.log")]
         return subprocess.run(
-            base + args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+            self._base_args() + args,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
         )
 
     @staticmethod
