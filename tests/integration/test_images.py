@@ -31,6 +31,7 @@ from slipway.services import layout
 from slipway.volumes.loopfile import LoopfileProvider
 
 from tests.conftest import FIXTURES
+from tests.helpers import scoped_runtime
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,7 @@ class Harness:
 
 @pytest.fixture
 def harness(images: None, build_cache: Path, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(DockerRuntime(), LoopfileProvider(tmp_path / "volumes"), build_cache, tmp_path)
+    h = Harness(scoped_runtime(), LoopfileProvider(tmp_path / "volumes"), build_cache, tmp_path)
     try:
         yield h
     finally:

@@ -14,8 +14,9 @@ import docker
 import docker.errors
 import pytest
 from slipway.runtime.base import LABEL_APP, InstanceSpec, Limits, Mount
-from slipway.runtime.docker import DockerRuntime
 from slipway.services.layout import RUN_DIRS
+
+from tests.helpers import scoped_runtime
 
 MB = 1024**2
 RUN_BASE = "slipway/run-base:latest"
@@ -90,7 +91,7 @@ def start(image: str, app: str, root: Path, memory: int) -> str:
         port=5000,
         labels={LABEL_APP: app},
     )
-    return DockerRuntime().start_instance(spec).container_id
+    return scoped_runtime().start_instance(spec).container_id
 
 
 def wait_for_note(root: Path, kind: str) -> dict[str, Any]:

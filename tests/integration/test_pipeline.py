@@ -20,7 +20,6 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
 from slipway.router.nginx import NginxRouter
-from slipway.runtime.docker import DockerRuntime
 from slipway.services import apps, deploys, reconciler, releases, users
 from slipway.services.artifacts import FilesystemArtifacts
 from slipway.tasks import dispatch
@@ -29,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.fakes import RecordingSender, migrated_session
-from tests.helpers import free_port
+from tests.helpers import free_port, scoped_runtime
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +102,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         heartbeat_interval=1.0,
     )
     adapters = Adapters(
-        runtime=DockerRuntime(),
+        runtime=scoped_runtime(),
         volumes=LoopfileProvider(settings.volumes_dir),
         router=NginxRouter(settings),
         artifacts=FilesystemArtifacts(settings.artifacts_dir),

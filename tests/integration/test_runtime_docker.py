@@ -25,7 +25,7 @@ from slipway.runtime.base import (
 from slipway.runtime.docker import DockerRuntime
 from slipway.volumes.loopfile import LoopfileProvider
 
-from tests.helpers import free_port
+from tests.helpers import free_port, scoped_runtime
 
 MB = 1024**2
 BASE = "slipway/base:latest"
@@ -61,7 +61,7 @@ def run_base_image() -> str:
 
 @pytest.fixture
 def runtime() -> DockerRuntime:
-    return DockerRuntime()
+    return scoped_runtime()
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_a_build_streams_its_lines_in_order(runtime: DockerRuntime, base_image: 
 
 def test_a_quiet_build_keeps_streaming(base_image: str, app: str) -> None:
     # The SDK's request timeout (2 s here) must not end the log stream of a silent step.
-    runtime = DockerRuntime(client_factory=lambda: docker.from_env(timeout=2))
+    runtime = scoped_runtime(client_factory=lambda: docker.from_env(timeout=2))
     lines: list[str] = []
     result = runtime.run_build(build(base_image, app, "echo a; sleep 4; echo b"), lines.append)
     assert result.ok

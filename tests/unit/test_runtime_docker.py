@@ -120,6 +120,17 @@ def test_build_containers_get_the_safe_defaults() -> None:
     assert container.removed
 
 
+def test_another_platform_names_and_labels_its_containers_apart() -> None:
+    client = FakeClient(FakeContainer([b"ok\n"]))
+    runtime = DockerRuntime(client_factory=lambda: client, platform="abc123")  # type: ignore[arg-type,return-value]
+
+    runtime.run_build(build_spec(), lambda _line: None)
+
+    [kwargs] = client.containers.created
+    assert kwargs["name"] == "build-hello-1.abc123"
+    assert kwargs["labels"][LABEL_MANAGED] == "abc123"
+
+
 def test_a_build_without_network() -> None:
     runtime, client = runtime_with(FakeContainer([]))
     runtime.run_build(build_spec(network=False), lambda line: None)

@@ -184,6 +184,15 @@ class DockerRuntime:
                     raise _unavailable(e) from e
             return self._client
 
+    def _engine_name(self, name: str) -> str:
+        # Container names are global on the engine: every platform but the default one (a test
+        # platform next to `make up`) gets its own suffix, so deploy 1 of one platform never
+        # meets deploy 1 of another. Callers keep using the plain name.
+        return name if self._platform == "1" else f"{name}.{self._platform}"
+
+    def _plain_name(self, engine_name: str) -> str:
+        return engine_name.removesuffix(f".{self._platform}")
+
     def ping(self) -> None:
         with _docker_errors("reach the engine"):
             self.client.ping()
@@ -191,14 +200,16 @@ class DockerRuntime:
     # -- builds -----------------------------------------------------------------------------
 
     def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
-        self._remove_leftover(spec.name)
+        self._remove_leftover(self._engine_name(spec.name))
         with _docker_errors(f"create build container {spec.name}", spec.image):
             container = self.client.containers.create(
                 command=spec.command,
                 labels=_labels("build", spec.labels, self._platform),
                 tmpfs=BUILD_TMPFS,
                 network_mode="default" if spec.network else "none",
-                **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
+                **_safe_defaults(
+                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
+                ),
             )
         started = time.monotonic()
         try:
@@ -254,7 +265,9 @@ class DockerRuntime:
                 tmpfs=INSTANCE_TMPFS,
                 ports={port_key: ("127.0.0.1", None)},  # a free host port, loopback only
                 restart_policy={"Name": "unless-stopped"},
-                **_safe_defaults(spec.image, spec.name, spec.env, spec.mounts, spec.limits),
+                **_safe_defaults(
+                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
+                ),
             )
             try:
                 container.start()
@@ -305,7 +318,7 @@ class DockerRuntime:
         return [
             ContainerInfo(
                 container_id=row["Id"],
-                name=(row.get("Names") or ["/"])[0].lstrip("/"),
+                name=self._plain_name((row.get("Names") or ["/"])[0].lstrip("/")),
                 status=row.get("State", ""),
                 labels=row.get("Labels") or {},
                 host_port=_host_port(row.get("Ports") or []),

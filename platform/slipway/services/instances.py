@@ -10,7 +10,6 @@ mistakes a container that is being started for an orphan.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Instance, Release
 from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING, STOPPED
+from slipway.runtime import platform_id as runtime_platform_id
 from slipway.runtime.base import (
     LABEL_APP,
     LABEL_INSTANCE,
@@ -62,8 +62,8 @@ LABEL_PLATFORM = "io.slipway.platform"
 
 
 def platform_id(settings: Settings) -> str:
-    """A short, stable name of this platform: a hash of its data directory."""
-    return hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
+    """A short, stable name of this platform (the runtime labels and names containers by it)."""
+    return runtime_platform_id(settings)
 
 
 def platform_labels(settings: Settings) -> dict[str, str]:
