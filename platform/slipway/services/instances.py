@@ -27,7 +27,6 @@ from slipway.runtime.base import (
     LABEL_APP,
     LABEL_INSTANCE,
     LABEL_KIND,
-    LABEL_MANAGED,
     LABEL_PROCESS,
     LABEL_RELEASE,
     InstanceSpec,
@@ -68,7 +67,8 @@ def platform_id(settings: Settings) -> str:
 
 def platform_labels(settings: Settings) -> dict[str, str]:
     """Labels on every container this platform starts; filter ``runtime.list`` with them."""
-    return {LABEL_MANAGED: "true", LABEL_PLATFORM: platform_id(settings)}
+    # The runtime also sets the managed label to the same id on every container it starts.
+    return {LABEL_PLATFORM: platform_id(settings)}
 
 
 def instance_labels(
