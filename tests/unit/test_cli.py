@@ -282,16 +282,42 @@ def test_destroy_asks_for_the_name(api: FakeApi) -> None:
 
 def test_config_set_get_unset(api: FakeApi) -> None:
     api.on("PATCH", "/apps/hello/config", lambda seen: (200, {"A": "1"}))
-    result = run("config:set", "-a", "hello", "A=1", "B=x=y")
+    result = run("config:set", "-a", "hello", "A=1", "B=x=y", "--no-wait")
     assert result.exit_code == 0, result.output
     assert api.last("PATCH", "/apps/hello/config").json() == {"A": "1", "B": "x=y"}
-    run("config", "unset", "-a", "hello", "B")
+    run("config", "unset", "-a", "hello", "B", "--no-wait")
     assert api.last("PATCH", "/apps/hello/config").json() == {"B": None}
     api.on("GET", "/apps/hello/config", (200, {"A": "1"}))
     assert run("config:get", "-a", "hello", "A").output == "1\n"
     missing = run("config:get", "-a", "hello", "NOPE")
     assert missing.exit_code == 1 and "NOPE is not set" in missing.output
     assert json.loads(run("config", "-a", "hello", "--json").output) == {"A": "1"}
+
+
+def test_config_set_waits_until_the_new_release_serves(api: FakeApi) -> None:
+    api.on("PATCH", "/apps/hello/config", (200, {"A": "1"}))
+    api.on("GET", "/apps/hello/releases", (200, [{"version": 3}, {"version": 2}]))
+    api.on("GET", "/apps/hello/events", (200, []))
+    views = iter([{"release": {"version": 2}}, {"release": {"version": 3}, "url": "http://h"}])
+    api.on("GET", "/apps/hello", lambda seen: (200, next(views)))
+    result = run("config:set", "-a", "hello", "A=1")
+    assert result.exit_code == 0, result.output
+    assert len([s for s in api.seen if s.method == "GET" and s.path == "/api/v1/apps/hello"]) == 2
+    assert "v3 is live" in result.output
+
+
+def test_a_rollback_whose_roll_fails_says_why(api: FakeApi) -> None:
+    api.on("POST", "/apps/hello/rollback", (201, {"version": 4}))
+    api.on("GET", "/apps/hello", (200, {"release": {"version": 3}}))
+    failed = {
+        "type": "deploy_failed",
+        "message": "v4 was not rolled out: no port",
+        "data": {"version": 4},
+    }
+    api.on("GET", "/apps/hello/events", (200, [failed]))
+    result = run("rollback", "-a", "hello", "v2")
+    assert result.exit_code == 1
+    assert "v4 was not rolled out: no port" in result.output
 
 
 def test_config_set_refuses_a_pair_without_equals(api: FakeApi) -> None:
@@ -308,11 +334,11 @@ def test_releases_and_rollback_to_the_previous_one(api: FakeApi) -> None:
     api.on("GET", "/apps/hello/releases", (200, history))
     api.on("POST", "/apps/hello/rollback", (201, {"version": 4}))
     assert run("releases", "-a", "hello").output.splitlines()[1].split()[0] == "v3"
-    result = run("rollback", "-a", "hello")
+    result = run("rollback", "-a", "hello", "--no-wait")
     assert result.exit_code == 0, result.output
     assert api.last("POST", "/apps/hello/rollback").json() == {"version": 2}
     assert "now v4" in result.output
-    run("releases:rollback", "-a", "hello", "v1")
+    run("releases:rollback", "-a", "hello", "v1", "--no-wait")
     assert api.last("POST", "/apps/hello/rollback").json() == {"version": 1}
 
 

@@ -7,6 +7,7 @@ import click
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import app_option, resolve_app
 from slipway.cli.output import json_option, print_json
+from slipway.cli.rollout import wait_for_newest, wait_option
 
 
 def print_config(config: dict[str, str], as_json: bool) -> None:
@@ -80,7 +81,8 @@ def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
 @app_option
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
 @json_option
-def set_(app: str | None, pairs: tuple[str, ...], as_json: bool) -> None:
+@wait_option
+def set_(app: str | None, pairs: tuple[str, ...], as_json: bool, no_wait: bool) -> None:
     """Set config vars; the app restarts with them as a new release.
 
     \b
@@ -88,15 +90,19 @@ def set_(app: str | None, pairs: tuple[str, ...], as_json: bool) -> None:
       slipway config:set -a hello GREETING=hi "MOTTO=ship it"
     """
     values = parse_assignments(pairs)
-    result = Client.from_environment().patch(f"/apps/{resolve_app(app)}/config", values)
+    client, name = Client.from_environment(), resolve_app(app)
+    result = client.patch(f"/apps/{name}/config", values)
     print_config(result if isinstance(result, dict) else {}, as_json)
+    if not no_wait:
+        wait_for_newest(client, name)
 
 
 @config.command("unset")
 @app_option
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @json_option
-def unset(app: str | None, keys: tuple[str, ...], as_json: bool) -> None:
+@wait_option
+def unset(app: str | None, keys: tuple[str, ...], as_json: bool, no_wait: bool) -> None:
     """Remove config vars; the app restarts without them as a new release.
 
     \b
@@ -104,5 +110,8 @@ def unset(app: str | None, keys: tuple[str, ...], as_json: bool) -> None:
       slipway config:unset -a hello DEBUG
     """
     body = dict.fromkeys(keys)
-    result = Client.from_environment().patch(f"/apps/{resolve_app(app)}/config", body)
+    client, name = Client.from_environment(), resolve_app(app)
+    result = client.patch(f"/apps/{name}/config", body)
     print_config(result if isinstance(result, dict) else {}, as_json)
+    if not no_wait:
+        wait_for_newest(client, name)

@@ -7,6 +7,7 @@ import click
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import app_option, resolve_app
 from slipway.cli.output import json_option, print_json, print_table
+from slipway.cli.rollout import wait_option, wait_until_live
 
 
 @click.command("releases")
@@ -40,7 +41,8 @@ def parse_version(text: str) -> int:
 @app_option
 @click.argument("version", required=False)
 @json_option
-def rollback(app: str | None, version: str | None, as_json: bool) -> None:
+@wait_option
+def rollback(app: str | None, version: str | None, as_json: bool, no_wait: bool) -> None:
     """Roll back to an older release (default: the one before the newest).
 
     The rollback is itself a new release that runs the older one's slug and config.
@@ -64,3 +66,5 @@ def rollback(app: str | None, version: str | None, as_json: bool) -> None:
         print_json(release)
     else:
         click.echo(f"Rolled back {name} to v{target}: now v{release.get('version')}.")
+    if not no_wait:
+        wait_until_live(client, name, int(release["version"]))
