@@ -11,7 +11,6 @@ fails (the reason goes to stderr). Standard library only: it runs on the image's
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -19,7 +18,6 @@ import socket
 import sys
 import tempfile
 import time
-import xmlrpc.client
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -135,30 +133,35 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()[-lines:]
 
 
-class UnixStreamHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-class UnixStreamTransport(xmlrpc.client.Transport):
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__()
-        self.socket_path = socket_path
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        return UnixStreamHTTPConnection(self.socket_path, self.timeout)
-
-
 def supervisor_proxy(server_url: str, timeout: float = RPC_TIMEOUT) -> Any:
-    """An XML-RPC proxy to supervisord from ``SUPERVISOR_SERVER_URL`` (unix:// or http://)."""
+    """An XML-RPC proxy to supervisord from ``SUPERVISOR_SERVER_URL`` (unix:// or http://).
+
+    http.client and xmlrpc.client are imported here, on the first crash, not at start: they
+    would cost an idle Navi about 3 MB in every instance.
+    """
+    import http.client
+    import xmlrpc.client
+
+    class UnixStreamHTTPConnection(http.client.HTTPConnection):
+        def __init__(self, socket_path: str, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = socket_path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+            self.sock = sock
+
+    class UnixStreamTransport(xmlrpc.client.Transport):
+        def __init__(self, socket_path: str, timeout: float) -> None:
+            super().__init__()
+            self.socket_path = socket_path
+            self.timeout = timeout
+
+        def make_connection(self, host: Any) -> http.client.HTTPConnection:
+            return UnixStreamHTTPConnection(self.socket_path, self.timeout)
+
     if server_url.startswith("unix://"):
         transport = UnixStreamTransport(server_url[len("unix://") :], timeout)
         return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=transport)
@@ -186,9 +189,7 @@ class Navi:
     def __init__(self, env: dict[str, str], proxy: Any = None) -> None:
         self.env = env
         self.own_name = env.get("SUPERVISOR_PROCESS_NAME", "navi")
-        self.proxy = proxy
-        if proxy is None and env.get("SUPERVISOR_SERVER_URL"):
-            self.proxy = supervisor_proxy(env["SUPERVISOR_SERVER_URL"])
+        self.proxy = proxy  # made on the first crash (see supervisor_proxy) unless given
         self.oom_kills = self._oom_kills() or 0
 
     def setting(self, name: str) -> str:
@@ -240,6 +241,8 @@ class Navi:
 
     def exit_details(self, process: str) -> dict[str, Any]:
         """Exit status or signal from supervisord's log over RPC; empty when unreachable."""
+        if self.proxy is None and self.env.get("SUPERVISOR_SERVER_URL"):
+            self.proxy = supervisor_proxy(self.env["SUPERVISOR_SERVER_URL"])
         if self.proxy is None:
             return {}
         try:
