@@ -86,7 +86,8 @@ def test_an_app_from_login_to_destroy(running_platform: Platform, tmp_path: Path
 
     def two_web_instances() -> bool:
         ps = json.loads(slipway("ps", "--json", cwd=work, env=env).stdout)
-        return len([i for i in ps["instances"] if i["process_type"] == "web"]) == 2
+        web = [p for p in ps["processes"] if p["process_type"] == "web"]
+        return len([p for p in web if p["instance_state"] == "live"]) == 2
 
     wait_until(two_web_instances, 180, "two web instances run")
     assert slipway("url", cwd=work, env=env).stdout.startswith(f"http://{name}.localhost")

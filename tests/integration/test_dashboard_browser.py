@@ -21,6 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import REPO
@@ -117,8 +118,18 @@ class Dashboard:
         field.clear()
         field.send_keys(text)
 
+    def click_and_load(self, css: str) -> None:
+        """Click something that loads a new page, and wait until the old one is gone.
+
+        A click returns before the browser has navigated, so reading the page at once could
+        still read the old one.
+        """
+        old_page = self.find("html")
+        self.find(css).click()
+        self.wait(staleness_of(old_page), 30, f"clicking {css} loaded no new page")
+
     def submit(self, form_css: str) -> None:
-        self.find(f"{form_css} button[type=submit]").click()
+        self.click_and_load(f"{form_css} button[type=submit]")
 
     def flash(self) -> str:
         return " ".join(node.text for node in self.all(".flash"))
@@ -184,7 +195,7 @@ def test_the_dashboard_journey(
     dash.fill("#confirm", "a long admin password")
     dash.submit("form:has(#new)")
     assert "password is saved" in dash.flash()
-    dash.find("nav form button").click()  # sign out
+    dash.click_and_load("nav form button")  # sign out
     assert "/signin" in browser.current_url
     dash.fill("#username", "admin")
     dash.fill("#password", "a long admin password")
@@ -233,13 +244,13 @@ def test_the_dashboard_journey(
     dash.submit("form:has(#config-key)")
     assert "GREETING is set; release v2 is rolling out" in dash.flash()
     assert "howdy" not in dash.find("#config").text  # hidden until asked
-    dash.find("#reveal-config").click()
+    dash.click_and_load("#reveal-config")
     assert "howdy" in dash.find("#config").text
     dash.wait(answers(running_platform, name, "howdy from"), ROLL_TIMEOUT, "config not applied")
 
     # ---- roll back to v1: the greeting goes back -----------------------------------------------
     dash.open(f"/apps/{name}")
-    dash.find("#releases tr[data-release='1'] button").click()
+    dash.click_and_load("#releases tr[data-release='1'] button")
     assert "Rolling back to v1: release v3" in dash.flash()
     dash.wait(answers(running_platform, name, "hello from"), ROLL_TIMEOUT, "rollback not live")
     dash.reload_until(f"/apps/{name}", "#current-release", ROLL_TIMEOUT)
@@ -247,7 +258,7 @@ def test_the_dashboard_journey(
 
     # ---- restart an instance ------------------------------------------------------------------
     dash.open(f"/apps/{name}")
-    dash.find("#instances button[data-action='restart']").click()
+    dash.click_and_load("#instances button[data-action='restart']")
     assert "restarted" in dash.flash()
     dash.wait(
         answers(running_platform, name, "hello from"), ROLL_TIMEOUT, "no answer after restart"
