@@ -14,13 +14,13 @@ from pathlib import Path
 
 import docker
 import requests
+from sqlalchemy import select
+
 from slipway.db import make_engine, make_session_factory, session_scope
 from slipway.models import App, Release
 from slipway.runtime.base import LABEL_KIND, LABEL_MANAGED, MOP_USER
 from slipway.services import layout
 from slipway.services.stacks import run_image
-from sqlalchemy import select
-
 from tests.integration.platform import Platform
 
 PORT_KEY = f"{layout.APP_PORT}/tcp"

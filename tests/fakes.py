@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.db import make_engine, make_session_factory, upgrade_database
@@ -29,7 +31,6 @@ from slipway.runtime.base import (
 )
 from slipway.services.artifacts import FilesystemArtifacts
 from slipway.volumes.base import Volume, VolumeUsage
-from sqlalchemy.orm import Session
 
 
 @dataclass

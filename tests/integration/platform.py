@@ -22,8 +22,8 @@ from unittest import mock
 
 import pytest
 import requests
-from slipway.config import Settings
 
+from slipway.config import Settings
 from tests.helpers import free_port
 
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
@@ -135,6 +135,7 @@ def stop_platform(platform: Platform) -> None:
 def remove_containers_of(data_dir: Path) -> None:
     """Remove every Slipway container that mounts something from this data dir."""
     import docker
+
     from slipway.runtime.base import LABEL_MANAGED
 
     client = docker.from_env()

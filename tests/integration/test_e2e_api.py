@@ -20,10 +20,10 @@ from typing import Any
 import docker
 import pytest
 import requests
+
 from slipway.db import make_engine, make_session_factory, session_scope
 from slipway.runtime.base import LABEL_APP, LABEL_KIND
 from slipway.services.users import create_token, create_user
-
 from tests.integration.platform import Platform
 
 pytestmark = pytest.mark.slow

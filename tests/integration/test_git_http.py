@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
 from slipway import tasks
 from slipway.config import Settings
 from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
@@ -27,9 +30,6 @@ from slipway.gitserver import repos
 from slipway.models import Deploy
 from slipway.services import apps, users
 from slipway.webapp import create_app
-from sqlalchemy import select
-from werkzeug.serving import make_server
-
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from slipway.config import Settings
 from slipway.runtime.base import (
     LABEL_APP,
@@ -29,7 +30,6 @@ from slipway.runtime.docker import DockerRuntime
 from slipway.runtime.images import ImageBuilder, connect
 from slipway.services import layout
 from slipway.volumes.loopfile import LoopfileProvider
-
 from tests.conftest import FIXTURES
 from tests.helpers import scoped_runtime
 

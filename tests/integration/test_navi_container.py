@@ -13,9 +13,9 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+
 from slipway.runtime.base import LABEL_APP, InstanceSpec, Limits, Mount
 from slipway.services.layout import RUN_DIRS
-
 from tests.helpers import scoped_runtime
 
 MB = 1024**2

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
@@ -24,9 +27,6 @@ from slipway.services import apps, deploys, reconciler, releases, users
 from slipway.services.artifacts import FilesystemArtifacts
 from slipway.tasks import dispatch
 from slipway.volumes.loopfile import LoopfileProvider
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import RecordingSender, migrated_session
 from tests.helpers import free_port, scoped_runtime
 

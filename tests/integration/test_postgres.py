@@ -19,8 +19,8 @@ from types import ModuleType
 
 import psycopg
 import pytest
-from slipway.config import Settings
 
+from slipway.config import Settings
 from tests.helpers import free_port
 from tests.unit import test_api, test_apps, test_models, test_users
 from tests.unit.test_api import api  # noqa: F401  (a fixture of the borrowed tests)
@@ -106,8 +106,9 @@ def settings(postgres: PostgresServer, tmp_path: Path) -> Iterator[Settings]:
 
 
 def test_the_database_really_is_postgresql(settings: Settings) -> None:
-    from slipway.db import make_engine, upgrade_database
     from sqlalchemy import text
+
+    from slipway.db import make_engine, upgrade_database
 
     upgrade_database(settings)
     engine = make_engine(settings)

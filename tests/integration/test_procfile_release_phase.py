@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
+
 from slipway.models import Event
 from slipway.services import instances
 from slipway.services.routing import routes_from_db
-from sqlalchemy import select
-
 from tests.integration import test_pipeline
 from tests.integration.test_pipeline import REQUEST_TIMEOUT, Platform
 

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+
 from slipway.config import Settings
 from slipway.router.base import Route
 from slipway.router.nginx import NginxRouter, RouterError
-
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import docker
 import docker.errors
 import pytest
 import requests
+
 from slipway.runtime.base import (
     LABEL_APP,
     LABEL_INSTANCE,
@@ -24,7 +25,6 @@ from slipway.runtime.base import (
 )
 from slipway.runtime.docker import DockerRuntime
 from slipway.volumes.loopfile import LoopfileProvider
-
 from tests.helpers import free_port, scoped_runtime
 
 MB = 1024**2

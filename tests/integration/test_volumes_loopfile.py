@@ -11,6 +11,7 @@ from pathlib import Path
 
 import docker
 import pytest
+
 from slipway.volumes.base import VolumeError
 from slipway.volumes.loopfile import LoopfileProvider, mounted_points
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from slipway.volumes.loopfile import mounted_points
 from slipway.volumes.lvm import LvmProvider
 

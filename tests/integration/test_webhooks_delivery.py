@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from slipway.config import Settings
 from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
 from slipway.models import App
 from slipway.services import events, users, webhooks
 from slipway.tasks import dispatch
 from slipway.webapp import create_app
-from sqlalchemy.orm import Session, sessionmaker
-
 from tests.helpers import free_port
 
 SECRET = "a-receiver-secret-of-32-chars!!!"

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from kombu.exceptions import OperationalError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.db import session_scope, upgrade_database
@@ -22,9 +25,6 @@ from slipway.runtime.base import ContainerInfo, RuntimeUnavailable
 from slipway.services import users
 from slipway.tasks import dispatch
 from slipway.webapp import create_app
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-
 from tests.fakes import FakeRouter, FakeRuntime, RecordingSender, fake_adapters
 
 

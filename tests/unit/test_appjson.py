@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from slipway.services import appjson
 from slipway.services.appjson import AppJson, HealthCheck
 from slipway.services.builds import read_app_json

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Instance, Release, User
@@ -14,9 +17,6 @@ from slipway.services import apps, config_vars, users
 from slipway.services.errors import Conflict, Invalid, NotFound
 from slipway.services.instances import platform_labels
 from slipway.tasks import dispatch
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import (
     FakeRouter,
     FakeRuntime,

@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from slipway.config import Settings
 from slipway.services import archives
 from slipway.services.artifacts import FilesystemArtifacts

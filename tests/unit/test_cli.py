@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import click
 import pytest
 from click.testing import CliRunner, Result
-from slipway.cli.main import cli
 
+from slipway.cli.main import cli
 from tests.helpers import free_port
 
 

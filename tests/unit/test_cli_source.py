@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from slipway.cli.client import CliError
 from slipway.cli.ignore import IgnoreRules, parse_line
 from slipway.cli.source import pack, source_files

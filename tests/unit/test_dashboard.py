@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.db import session_scope, upgrade_database
@@ -23,10 +27,6 @@ from slipway.models.webhook import Webhook
 from slipway.services import sessions, users
 from slipway.tasks import dispatch
 from slipway.webapp import create_app
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.test import TestResponse
-
 from tests.fakes import RecordingSender, fake_adapters
 
 PASSWORD = "correct horse battery"

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
 from slipway.config import Settings
 from slipway.db import Base, make_engine, make_session_factory, session_scope
 from slipway.models import App, Delivery, Event, User
 from slipway.services import events, webhooks
 from slipway.services.errors import Invalid
 from slipway.tasks import dispatch
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 
 @pytest.fixture

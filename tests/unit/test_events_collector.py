@@ -9,6 +9,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from slipway.config import Settings
 from slipway.db import Base, make_engine, make_session_factory, session_scope
 from slipway.models import App, Event, Instance, Release, User
@@ -16,8 +19,6 @@ from slipway.runtime.base import ContainerEvent
 from slipway.services import collector
 from slipway.tasks import dispatch
 from slipway.volumes.directory import DirectoryProvider
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 NAVI_PATH = Path(__file__).resolve().parents[2] / "navi" / "navi.py"
 EXITED = (

@@ -10,9 +10,9 @@ from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
+
 from slipway.cli.main import cli
 from slipway.runtime.images import ImageBuildError, build_order, content_tags, read_tree
-
 from tests.conftest import REPO
 
 IMAGES = REPO / "images"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from slipway.config import Settings
 from slipway.services import logs
 from slipway.services.logs import Follower, LogSource

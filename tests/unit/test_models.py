@@ -8,12 +8,12 @@ from datetime import UTC
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from slipway.config import Settings
-from slipway.models import App, Base, Deploy, Instance, Release, User
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from slipway.config import Settings
+from slipway.models import App, Base, Deploy, Instance, Release, User
 from tests.fakes import migrated_session
 
 

@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
 from slipway.services import apps, deploys, instances, layout, users
 from slipway.services.errors import Conflict, Invalid, TooLarge
 from slipway.tasks import dispatch
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import (
     BuildingRuntime,
     FakeRouter,

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App
 from slipway.runtime.base import ExecResult
 from slipway.services import instances, processes, reconciler
 from slipway.services.errors import Conflict, Invalid, NotFound
-from sqlalchemy.orm import Session
-
 from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
     STATIC,
     BuildingRuntime,

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Event, Instance, Release
 from slipway.runtime.base import BuildResult, BuildSpec
 from slipway.services import archives, deploys, instances, releases
 from slipway.services.errors import Invalid
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import BuildingRuntime, RecordingSender, fake_adapters
 from tests.unit import test_pipeline
 from tests.unit.test_pipeline import STATIC, deploy, live, router, volumes

@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy
 from slipway.runtime.base import InstanceSpec, Limits
 from slipway.services import deploys, instances, reconciler
 from slipway.services.builds import LABEL_DEPLOY
-from sqlalchemy.orm import Session
-
 from tests.fakes import RecordingSender
 from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
     STATIC,

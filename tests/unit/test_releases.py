@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Instance, Release
 from slipway.services import deploys, instances, prune, releases
 from slipway.services.errors import Invalid, NotFound
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import RecordingSender
 from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
     STATIC,

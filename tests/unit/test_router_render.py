@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from slipway.config import Settings
 from slipway.router.base import Route
 from slipway.router.nginx import NginxRouter, RouterError, render_sites

@@ -8,6 +8,7 @@ from typing import Any
 
 import docker.errors
 import pytest
+
 from slipway.runtime.base import (
     LABEL_APP,
     LABEL_KIND,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from slipway.config import Settings
 from slipway.models import ApiToken, User
 from slipway.services import users
 from slipway.services.errors import Conflict, Invalid
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tests.fakes import migrated_session
 
 

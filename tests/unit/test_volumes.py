@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from slipway.config import Settings
 from slipway.volumes import get_volume_provider
 from slipway.volumes.base import VolumeError

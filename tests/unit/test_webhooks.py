@@ -9,14 +9,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from slipway.config import Settings
 from slipway.db import Base, make_engine, make_session_factory, session_scope
 from slipway.models import App, Delivery, DeliveryAttempt, User
 from slipway.services import events, webhooks
 from slipway.services.errors import Invalid, NotFound
 from slipway.tasks import dispatch
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

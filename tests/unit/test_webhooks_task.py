@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from slipway import tasks
 from slipway.config import Settings
 from slipway.db import Base, make_engine, session_scope
