@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 from slipway.config import Settings
-from slipway.services.errors import Conflict, Invalid
+from slipway.locks import file_lock
+from slipway.services.errors import Invalid
 
 HOOK_NAME = "pre-receive"
-LOCK_POLL = 0.2
 
 
 def repo_path(settings: Settings, app: str) -> Path:
@@ -61,19 +59,6 @@ def ensure_repo(settings: Settings, app: str) -> Path:
 @contextmanager
 def push_lock(settings: Settings, app: str, timeout: float) -> Iterator[None]:
     """Serialise pushes to one app: the second waits until the first one's deploy ends."""
-    settings.git_dir.mkdir(parents=True, exist_ok=True)
     path = settings.git_dir / f"{app}.push.lock"
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise Conflict(f"Another push to {app} is still running.") from None
-                time.sleep(LOCK_POLL)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path, timeout, f"Another push to {app} is still running."):
+        yield

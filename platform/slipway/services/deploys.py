@@ -13,10 +13,8 @@ share it; a waiting deploy stays ``queued`` until the lock is free (bounded by
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,17 +25,17 @@ from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
+from slipway.locks import file_lock
 from slipway.models import App, Deploy, Release
 from slipway.models import event as kinds
 from slipway.models.deploy import BUILDING, FAILED, QUEUED, RELEASING, STARTING, SUCCEEDED
 from slipway.services import appjson, archives, builds, instances, prune, releases
 from slipway.services.artifacts import ArtifactStore
-from slipway.services.errors import Conflict, SlipwayError, TooLarge
+from slipway.services.errors import SlipwayError, TooLarge
 
 logger = logging.getLogger(__name__)
 
 DEPLOY_TASK = "slipway.deploy"
-LOCK_POLL = 0.5
 
 
 def _now() -> datetime:
@@ -163,23 +161,9 @@ class Heartbeat:
 def app_lock(settings: Settings, app_id: int, timeout: float) -> Iterator[None]:
     """Hold the app's deploy lock; Conflict when another holder keeps it past ``timeout``."""
     path = settings.data_dir / "locks" / f"app-{app_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Conflict(
-                        f"Another deploy of this app was still running after {timeout:.0f} seconds."
-                    ) from None
-                time.sleep(LOCK_POLL)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    busy = f"Another deploy of this app was still running after {timeout:.0f} seconds."
+    with file_lock(path, timeout, busy):
+        yield
 
 
 def run_deploy(session: Session, deploy_id: int, adapters: Adapters, settings: Settings) -> None:
