@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slipway.pidfile import live_pid
 from slipway.services.errors import SlipwayError
 
 COMMAND_TIMEOUT = 120
@@ -137,12 +138,7 @@ class Supervisor:
         return True
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
+        return live_pid(self.pid_file)
 
     def is_running(self) -> bool:
         return self.pid() is not None and self.socket.exists()

@@ -23,6 +23,7 @@ from pathlib import Path
 import jinja2
 
 from slipway.config import Settings
+from slipway.pidfile import live_pid
 from slipway.router.base import Route
 from slipway.services.errors import SlipwayError
 
@@ -162,12 +163,7 @@ class NginxRouter:
 
     def pid(self) -> int | None:
         """The master process id, when nginx is running."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
+        return live_pid(self.pid_file)
 
     def is_running(self) -> bool:
         return self.pid() is not None
