@@ -81,7 +81,8 @@ def source_tarball(path: Path) -> Path:
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("Debian's chromium and chromium-driver packages are not installed")
+        # `make test` installs them, so a missing browser is a broken set-up, never a pass.
+        pytest.fail("chromium and chromium-driver are not installed: run `make test`")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in CHROMIUM_FLAGS:

@@ -74,7 +74,8 @@ def _run_as_postgres(command: list[str]) -> None:
 def postgres() -> Iterator[PostgresServer]:
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip("the PostgreSQL server is not installed (Debian package postgresql)")
+        # `make test` installs it, so a missing server is a broken set-up, never a pass.
+        pytest.fail("the PostgreSQL server is not installed: run `make test`, which installs it")
     # Not under pytest's tmp dir: that one is private to root and postgres could not enter it.
     root = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
     shutil.chown(root, "postgres", "postgres")
