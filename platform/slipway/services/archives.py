@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from slipway.services.errors import Invalid, TooLarge
+from slipway.services.untar import safe_extract
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1024 * 1024
@@ -148,27 +149,14 @@ def extract_archive(path: Path, target: Path, max_unpacked: int | None = None) -
     info = inspect_archive(path, max_unpacked)
     target.mkdir(parents=True, exist_ok=True)
 
-    def strip(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        member = _strip_prefix(member, info.prefix)
-        if member.name in ("", "."):
-            return None
-        return tarfile.data_filter(member, dest)
+    prefix = info.prefix
+
+    def strip(name: str) -> str:
+        return name if prefix is None else _strip(name, prefix)
 
     with _open(path) as tar:
-        try:
-            tar.extractall(target, filter=strip)
-        except tarfile.FilterError as exc:
-            raise Invalid(f"The archive contains an entry that is not allowed: {exc}.") from exc
+        safe_extract(tar, target, rename=strip)
     return info
-
-
-def _strip_prefix(member: tarfile.TarInfo, prefix: str | None) -> tarfile.TarInfo:
-    if prefix is None:
-        return member
-    changes: dict[str, Any] = {"name": _strip(member.name, prefix)}
-    if member.islnk():
-        changes["linkname"] = _strip(member.linkname, prefix)
-    return member.replace(**changes, deep=False)
 
 
 def _strip(name: str, prefix: str) -> str:

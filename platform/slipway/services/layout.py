@@ -13,6 +13,8 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from slipway.services.untar import safe_extract
+
 MOP_UID = 1000
 MOP_GID = 1000
 
@@ -102,21 +104,11 @@ def prepare_instance_volume(root: Path, slug: Path, process_type: str, env: dict
     for name in RUN_DIRS:
         (root / name).mkdir(exist_ok=True)
     with tarfile.open(slug) as tar:
-        tar.extractall(root / "app", filter=_slug_filter)
+        # Symlinks may point anywhere (a virtualenv's bin/python3): they are only followed
+        # inside the container, where /mnt/app is the app; every entry's own path is checked.
+        safe_extract(tar, root / "app", symlinks_anywhere=True)
     (root / "supervisor.conf").write_text(render_supervisor_conf(process_type, env))
     chown_tree(root)
-
-
-def _slug_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """The "data" filter, except that symlinks may point anywhere (a virtualenv's bin/python3).
-
-    Their targets are resolved inside the container, where /mnt/app is the app. Every member's
-    own path is still checked to land inside the app directory, so nothing is ever written
-    through a symlink on the host.
-    """
-    if member.issym():
-        return tarfile.tar_filter(member, dest)
-    return tarfile.data_filter(member, dest)
 
 
 def pack_slug(output_dir: Path, slug: Path) -> None:
