@@ -27,6 +27,7 @@ from slipway.runtime.base import (
     ContainerInfo,
     ExecResult,
     InstanceSpec,
+    Limits,
     RunningInstance,
 )
 from slipway.services.artifacts import FilesystemArtifacts
@@ -42,6 +43,7 @@ class FakeRuntime:
     containers: dict[str, ContainerInfo] = field(default_factory=dict)
     builds: list[BuildSpec] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    limits: dict[str, Limits] = field(default_factory=dict)  # update_limits calls, by container
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def ping(self) -> None:
@@ -66,6 +68,9 @@ class FakeRuntime:
 
     def exec(self, container_id: str, command: list[str], user: str = "1000:1000") -> ExecResult:
         return ExecResult(exit_code=0, output="")
+
+    def update_limits(self, container_id: str, limits: Limits) -> None:
+        self.limits[container_id] = limits
 
     def stop(self, container_id: str, timeout: float = 10) -> None:
         if self.containers.pop(container_id, None) is not None:

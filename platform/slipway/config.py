@@ -18,9 +18,13 @@ def parse_size(text: str) -> int:
     value = text.strip().lower().removesuffix("ib").removesuffix("b")
     number = value.rstrip("kmgt")
     unit = value[len(number) :]
-    if not number or unit not in _UNITS:
+    try:
+        amount = float(number) if unit in _UNITS else -1.0
+    except ValueError:
+        amount = -1.0
+    if not amount >= 0:  # also refuses nan
         raise ValueError(f"not a size: {text!r} (use a number with an optional K, M, G or T)")
-    return int(float(number) * _UNITS[unit])
+    return int(amount * _UNITS[unit])
 
 
 def _env(name: str, default: str) -> str:

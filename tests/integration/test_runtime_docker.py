@@ -281,6 +281,24 @@ def test_exec_list_and_stop(runtime: DockerRuntime, base_image: str, app: str, m
     runtime.stop(running.container_id)  # already gone: fine
 
 
+def test_a_running_instance_gets_a_new_memory_limit_in_place(
+    runtime: DockerRuntime, base_image: str, app: str, mnt: Path
+) -> None:
+    running = runtime.start_instance(instance(base_image, app, mnt, ["sleep", "120"]))
+    try:
+        runtime.update_limits(running.container_id, Limits(memory=96 * 1024**2))
+        container = docker.from_env().containers.get(running.container_id)
+        host = container.attrs["HostConfig"]
+        assert host["Memory"] == host["MemorySwap"] == 96 * 1024**2
+        assert container.status == "running"  # not restarted
+        limit = runtime.exec(
+            running.container_id, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        )
+        assert limit.output.strip() == str(96 * 1024**2)
+    finally:
+        runtime.stop(running.container_id, timeout=1)
+
+
 def test_logs_of_an_instance(runtime: DockerRuntime, base_image: str, app: str, mnt: Path):
     command = ["sh", "-c", "echo first; echo second; sleep 120"]
     running = runtime.start_instance(instance(base_image, app, mnt, command))

@@ -93,6 +93,7 @@ def release_app(api: Api, name: str, versions: int = 1, slug: Path | None = None
             Instance(
                 app=app,
                 release=release,
+                container_id=f"cid-{name}-web-1",
                 container_name=f"{name}-web-1",
                 volume_name=f"{name}-web-1",
                 host_port=34567,
@@ -373,3 +374,45 @@ def test_a_container_engine_that_is_down_is_503(api: Api, monkeypatch: pytest.Mo
         response.get_json()["error"] == "The Docker engine cannot be reached; is dockerd running?"
     )
     assert api.call("GET", "/apps/hello").status_code == 200  # nothing was deleted
+
+
+def test_app_settings_change_and_memory_applies_to_running_instances(api: Api) -> None:
+    api.create("hello")
+    release_app(api, "hello")
+    body = {"memory": "256M", "health_check_path": "/health", "deploy_branch": "production"}
+    response = api.call("PATCH", "/apps/hello", json=body)
+    assert response.status_code == 200, response.get_json()
+    app = response.get_json()
+    assert (app["memory"], app["health_check_path"], app["deploy_branch"]) == (
+        256 * 1024**2,
+        "/health",
+        "production",
+    )
+    runtime = api.adapters.runtime
+    assert isinstance(runtime, FakeRuntime)
+    assert {cid: limits.memory for cid, limits in runtime.limits.items()} == {
+        "cid-hello-web-1": 256 * 1024**2
+    }
+    cleared = api.call("PATCH", "/apps/hello", json={"health_check_path": None}).get_json()
+    assert cleared["health_check_path"] is None and cleared["memory"] == 256 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"memory": "lots"}, "not a size"),
+        ({"memory": "1M"}, "at least 32M"),
+        ({"health_check_path": "health"}, "starting with '/'"),
+        ({"deploy_branch": "../main"}, "not a valid git branch"),
+        ({"owner": "bob"}, "Unknown app setting 'owner'"),
+    ],
+)
+def test_bad_app_settings_are_422_and_change_nothing(
+    api: Api, body: dict[str, object], words: str
+) -> None:
+    api.create("hello")
+    response = api.call("PATCH", "/apps/hello", json=body)
+    assert response.status_code == 422
+    assert words in response.get_json()["error"]
+    app = api.call("GET", "/apps/hello").get_json()
+    assert (app["health_check_path"], app["deploy_branch"]) == (None, "main")

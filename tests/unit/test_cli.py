@@ -478,3 +478,18 @@ def test_a_proxy_in_the_environment_is_not_used_for_loopback(
     result = run("apps")
     assert result.exit_code == 0, result.output
     assert "hello" in result.output
+
+
+def test_apps_update_sends_only_what_was_given(api: FakeApi) -> None:
+    view = {
+        "name": "hello",
+        "memory": 268435456,
+        "health_check_path": None,
+        "deploy_branch": "main",
+    }
+    api.on("PATCH", "/apps/hello", lambda seen: (200, view))
+    result = run("apps:update", "-a", "hello", "--memory", "256M", "--health-check", "none")
+    assert result.exit_code == 0, result.output
+    assert api.last("PATCH", "/apps/hello").json() == {"memory": "256M", "health_check_path": None}
+    assert "268435456" in result.output
+    assert run("apps:update", "-a", "hello").exit_code == 1  # nothing to change

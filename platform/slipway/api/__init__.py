@@ -29,6 +29,7 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps", apps.list_apps, ["GET"]),
     ("/apps", apps.create_app, ["POST"]),
     ("/apps/<name>", apps.show_app, ["GET"]),
+    ("/apps/<name>", apps.update_app, ["PATCH"]),
     ("/apps/<name>", apps.delete_app, ["DELETE"]),
     ("/apps/<name>/deploys", deploys.list_deploys, ["GET"]),
     ("/apps/<name>/deploys", deploys.create_deploy, ["POST"]),

@@ -32,3 +32,10 @@ def delete_app(name: str) -> tuple[str, int]:
     session = db()
     apps.delete_app(session, apps.get_app(session, current_user(), name), adapters(), settings())
     return "", 204
+
+
+def update_app(name: str) -> Response:
+    session = db()
+    app = apps.get_app(session, current_user(), name)
+    apps.update_app(session, app, json_object(), adapters(), settings())
+    return jsonify(apps.app_view(session, app, settings()))

@@ -134,6 +134,46 @@ def instance_columns(instances: list[dict[str, Any]]) -> list[str]:
     return [c for c in wanted if any(c in i for i in instances)] or sorted(instances[0])
 
 
+@apps.command("update")
+@app_option
+@click.option("--memory", metavar="SIZE", help="Memory limit per instance, such as 256M or 1G.")
+@click.option(
+    "--health-check",
+    metavar="PATH",
+    help="Path that must answer 2xx before traffic switches; 'none' to only wait for the port.",
+)
+@click.option("--deploy-branch", metavar="BRANCH", help="The branch `git push` deploys.")
+@json_option
+def update(
+    app: str | None,
+    memory: str | None,
+    health_check: str | None,
+    deploy_branch: str | None,
+    as_json: bool,
+) -> None:
+    """Change an app's settings. A new memory limit applies to running instances at once.
+
+    \b
+    Examples:
+      slipway apps:update -a hello --memory 256M
+      slipway apps:update -a hello --health-check /health --deploy-branch production
+    """
+    changes: dict[str, Any] = {}
+    if memory is not None:
+        changes["memory"] = memory
+    if health_check is not None:
+        changes["health_check_path"] = None if health_check.lower() == "none" else health_check
+    if deploy_branch is not None:
+        changes["deploy_branch"] = deploy_branch
+    if not changes:
+        raise CliError("nothing to change: give --memory, --health-check or --deploy-branch")
+    data = Client.from_environment().patch(f"/apps/{resolve_app(app)}", changes)
+    if as_json:
+        print_json(data)
+        return
+    print_fields(data, ["name", "memory", "health_check_path", "deploy_branch"])
+
+
 @apps.command("destroy")
 @app_option
 @click.option("--confirm", metavar="NAME", help="The app's name, to skip the question.")

@@ -147,5 +147,8 @@ class ContainerRuntime(Protocol):
     ) -> Iterator[ContainerEvent]:
         """Container events for Slipway containers; blocks for new ones when until is None."""
 
+    def update_limits(self, container_id: str, limits: Limits) -> None:
+        """Change a running container's memory limit in place (no restart)."""
+
     def logs(self, container_id: str, tail: int = 100) -> str:
         """The container's own stdout/stderr (supervisord's), for diagnosing a start failure."""

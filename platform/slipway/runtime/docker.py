@@ -301,6 +301,13 @@ class DockerRuntime:
         output = (out or b"") + (err or b"")
         return ExecResult(int(exit_code), output.decode("utf-8", errors="replace"))
 
+    def update_limits(self, container_id: str, limits: Limits) -> None:
+        # Swap is held to the memory figure, as at creation: both change in one call.
+        with _docker_errors(f"change the limits of {container_id[:12]}"):
+            self.client.containers.get(container_id).update(
+                mem_limit=limits.memory, memswap_limit=limits.memory
+            )
+
     def stop(self, container_id: str, timeout: float = 10) -> None:
         with _docker_errors(f"stop {container_id[:12]}"):
             try:

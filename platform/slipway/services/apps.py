@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from slipway.config import Settings
+from slipway.config import Settings, parse_size
 from slipway.models import App, Deploy, Instance, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
-from slipway.runtime.base import LABEL_APP
+from slipway.runtime.base import LABEL_APP, Limits
 from slipway.services.errors import Conflict, Invalid, NotFound
 from slipway.services.routing import routes_from_db
 
@@ -189,3 +189,54 @@ def delete_app(session: Session, app: App, adapters: Adapters, settings: Setting
     session.flush()
     adapters.router.apply(routes_from_db(session))
     adapters.artifacts.delete_app(app.name)
+
+
+# ----------------------------------------------------------------------------- app settings
+
+MIN_MEMORY = 32 * 1024**2
+BRANCH_RE = re.compile(r"^(?!/|.*//|.*\.\.|.*/$|.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}$")
+SETTINGS = ("memory", "health_check_path", "deploy_branch")
+
+
+def update_app(
+    session: Session, app: App, changes: dict[str, Any], adapters: Adapters, settings: Settings
+) -> App:
+    """Change the app's own settings; a new memory limit applies to its running instances at once.
+
+    ``memory`` (bytes, or a size such as ``"256M"``), ``health_check_path`` (``null`` for none:
+    an instance is live once its port accepts connections) and ``deploy_branch`` (the branch a
+    `git push` deploys).
+    """
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise Invalid(f"Unknown app setting {unknown[0]!r}: use {', '.join(SETTINGS)}.")
+    if "memory" in changes:
+        app.memory = _memory(changes["memory"])
+    if "health_check_path" in changes:
+        path = changes["health_check_path"]
+        if path is not None and not (isinstance(path, str) and HEALTH_PATH_RE.match(path)):
+            raise Invalid("health_check_path is a URL path starting with '/', or null for none.")
+        app.health_check_path = path
+    if "deploy_branch" in changes:
+        branch = changes["deploy_branch"]
+        if not (isinstance(branch, str) and BRANCH_RE.match(branch)):
+            raise Invalid(f"{branch!r} is not a valid git branch name.")
+        app.deploy_branch = branch
+    session.flush()
+    if "memory" in changes:
+        limits = Limits(memory=app.memory, pids=settings.instance_pids)
+        for instance in active_instances(session, app):
+            if instance.container_id:
+                adapters.runtime.update_limits(instance.container_id, limits)
+    return app
+
+
+def _memory(value: object) -> int:
+    try:
+        size = parse_size(value) if isinstance(value, str) else value
+    except ValueError as exc:
+        raise Invalid(f"memory: {exc}.") from exc
+    if not isinstance(size, int) or isinstance(size, bool) or size < MIN_MEMORY:
+        raise Invalid("memory is a size of at least 32M, such as 256M or 1G.")
+    return size
