@@ -279,6 +279,24 @@ def test_an_app_that_never_listens_leaves_the_old_release_serving(
     assert [i["state"] for i in instances] == ["live"]
 
 
+def test_an_instance_restarted_by_docker_is_routed_again(
+    served_app: str, running_platform: Platform
+) -> None:
+    """dockerd or the host restarting publishes the container on a new port: it is followed."""
+    [container] = containers_of(served_app, "instance")
+    before = running_platform.api("GET", f"/apps/{served_app}").json()["instances"][0]["port"]
+    container.restart(timeout=2)
+
+    # The reconciler (every 30 s here) records the new port and rewrites the router.
+    wait_until(answers(running_platform, served_app, "hello from v1"), 120, "not routed again")
+    [shown] = running_platform.api("GET", f"/apps/{served_app}").json()["instances"]
+    container.reload()
+    published = container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
+    assert shown["state"] == "live"
+    assert shown["port"] == int(published)
+    assert before is not None
+
+
 def test_a_worker_killed_mid_build_leaves_nothing_stuck(running_platform: Platform) -> None:
     app = new_app(running_platform, "kill")
     slow = tar_files(

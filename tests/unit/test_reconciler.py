@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -160,3 +161,24 @@ def test_queued_deploys_wait_for_a_worker(
     session.commit()
     assert reconciler.reconcile(session, adapters, settings).failed_deploys == [queued.id]
     assert session.get(Deploy, queued.id).error == reconciler.NEVER_PICKED  # type: ignore[union-attr]
+
+
+def test_a_restarted_container_on_a_new_port_is_followed_and_routed(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    deploy(session, app, adapters, settings, STATIC)
+    [instance] = live(session, app)
+    fake = runtime(adapters)
+    assert instance.container_id
+    # `docker restart`: the same container comes back on another free port, and the collector
+    # saw it die, so the instance was marked crashed.
+    moved = dataclasses.replace(fake.containers[instance.container_id], host_port=40999)
+    fake.containers[instance.container_id] = moved
+    instance.state = "crashed"
+    session.commit()
+
+    assert reconciler.reconcile(session, adapters, settings).restarted == []
+
+    [after] = live(session, app)
+    assert (after.id, after.host_port, after.state) == (instance.id, 40999, "live")
+    assert router(adapters).routes[0].upstreams == [40999]

@@ -152,6 +152,7 @@ def _restart_app(
     for instance in session.scalars(wanted).all():
         info = containers.get(str(instance.id))
         if info is not None and info.status == "running":
+            _follow_port(session, app, instance, info)
             _recheck(session, adapters, app, instance)
             continue
         if info is not None:
@@ -168,6 +169,17 @@ def _restart_app(
         session.commit()
         restarted.append(instance.container_name)
     return restarted
+
+
+def _follow_port(session: Session, app: App, instance: Instance, info: ContainerInfo) -> None:
+    """Docker publishes a restarted container (dockerd or host restart, `docker restart`) on a
+    new free port: record it, so the health check and the router reach the instance again."""
+    if info.host_port is not None and info.host_port != instance.host_port:
+        logger.info(
+            "%s: %s now listens on port %s", app.name, instance.container_name, info.host_port
+        )
+        instance.host_port = info.host_port
+        session.commit()
 
 
 def _recheck(session: Session, adapters: Adapters, app: App, instance: Instance) -> None:
