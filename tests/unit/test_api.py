@@ -416,3 +416,38 @@ def test_bad_app_settings_are_422_and_change_nothing(
     assert words in response.get_json()["error"]
     app = api.call("GET", "/apps/hello").get_json()
     assert (app["health_check_path"], app["deploy_branch"]) == (None, "main")
+
+
+def test_an_admin_creates_users_whose_tokens_see_only_their_apps(api: Api) -> None:
+    made = api.call("POST", "/users", "root", json={"username": "carol"})
+    assert made.status_code == 201, made.get_json()
+    carol = made.get_json()
+    assert (carol["username"], carol["is_admin"]) == ("carol", False)
+    assert carol["token"].startswith("slw_")
+    headers = {"Authorization": f"Bearer {carol['token']}"}
+    assert api.call("GET", "/user", None, headers=dict(headers)).get_json()["username"] == "carol"
+    api.create("alices")
+    assert api.call("GET", "/apps", None, headers=dict(headers)).get_json() == []
+    assert api.call("GET", "/apps/alices", None, headers=dict(headers)).status_code == 404
+    listed = [u["username"] for u in api.call("GET", "/users", "root").get_json()]
+    assert listed == ["alice", "bob", "carol", "root"]
+    again = api.call("POST", "/users", "root", json={"username": "carol"})
+    assert again.status_code == 409
+
+
+def test_only_an_admin_manages_users(api: Api) -> None:
+    refused = api.call("POST", "/users", "alice", json={"username": "mallory"})
+    assert refused.status_code == 403
+    assert "Only an admin" in refused.get_json()["error"]
+    assert api.call("GET", "/users", "alice").status_code == 403
+    bad = api.call("POST", "/users", "root", json={"username": "Not A Name"})
+    assert bad.status_code == 422
+
+
+def test_anyone_makes_another_token_for_themselves(api: Api) -> None:
+    made = api.call("POST", "/user/tokens", "bob", json={"name": "ci"})
+    assert made.status_code == 201
+    token = made.get_json()["token"]
+    me = api.call("GET", "/user", None, headers={"Authorization": f"Bearer {token}"})
+    assert me.get_json()["username"] == "bob"
+    assert api.call("POST", "/user/tokens", "bob").status_code == 201  # no body: no name

@@ -493,3 +493,17 @@ def test_apps_update_sends_only_what_was_given(api: FakeApi) -> None:
     assert api.last("PATCH", "/apps/hello").json() == {"memory": "256M", "health_check_path": None}
     assert "268435456" in result.output
     assert run("apps:update", "-a", "hello").exit_code == 1  # nothing to change
+
+
+def test_users_create_prints_the_token_once_and_tokens_create(api: FakeApi) -> None:
+    made = {"username": "alice", "is_admin": False, "token": "slw_first"}
+    api.on("POST", "/users", lambda seen: (201, made))
+    result = run("users:create", "alice")
+    assert result.exit_code == 0, result.output
+    assert api.last("POST", "/users").json() == {"username": "alice", "is_admin": False}
+    assert result.output.splitlines()[-1] == "slw_first"
+    api.on("POST", "/user/tokens", (201, {"token": "slw_ci", "name": "ci"}))
+    assert run("tokens:create", "--name", "ci").output == "slw_ci\n"
+    api.on("GET", "/users", (403, {"error": "Only an admin can list users."}))
+    refused = run("users")
+    assert refused.exit_code == 1 and "Only an admin" in refused.output

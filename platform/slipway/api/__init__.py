@@ -26,6 +26,9 @@ from slipway.api.context import transactional
 
 ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/user", users.show_user, ["GET"]),
+    ("/user/tokens", users.create_token, ["POST"]),
+    ("/users", users.list_users, ["GET"]),
+    ("/users", users.create_user, ["POST"]),
     ("/apps", apps.list_apps, ["GET"]),
     ("/apps", apps.create_app, ["POST"]),
     ("/apps/<name>", apps.show_app, ["GET"]),

@@ -13,6 +13,7 @@ from slipway.cli.processes import logs, open_, ps, scale, url
 from slipway.cli.releases import releases, rollback
 from slipway.cli.run import run
 from slipway.cli.server import server
+from slipway.cli.users import tokens, users
 from slipway.cli.webhooks import webhooks
 
 # Heroku/Dokku spellings that are not simply `<group>:<subcommand>`.
@@ -75,6 +76,8 @@ for command in (
     events,
     webhooks,
     run,
+    users,
+    tokens,
     open_,
     url,
     server,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from slipway.models import ApiToken, User
 from slipway.models.common import utcnow
-from slipway.services.errors import Conflict, Invalid
+from slipway.services.errors import Conflict, Forbidden, Invalid
 
 ADMIN_USERNAME = "admin"
 TOKEN_PREFIX = "slw_"
@@ -71,3 +71,26 @@ def ensure_admin(session: Session) -> str | None:
         return None
     admin = create_user(session, ADMIN_USERNAME, is_admin=True)
     return create_token(session, admin, name="admin")
+
+
+# ----------------------------------------------------------------------------- managing users
+
+
+def add_user(
+    session: Session, by: User, username: object, is_admin: object = False
+) -> tuple[User, str]:
+    """An admin makes a user and its first token, returned once in plain text."""
+    if not by.is_admin:
+        raise Forbidden("Only an admin can create users.")
+    if not isinstance(username, str):
+        raise Invalid("username is required: a lowercase name such as 'alice'.")
+    if not isinstance(is_admin, bool):
+        raise Invalid("is_admin is true or false.")
+    user = create_user(session, username, is_admin)
+    return user, create_token(session, user, name="first token")
+
+
+def list_users(session: Session, by: User) -> list[User]:
+    if not by.is_admin:
+        raise Forbidden("Only an admin can list users.")
+    return list(session.scalars(select(User).order_by(User.username)))
