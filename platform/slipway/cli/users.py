@@ -49,7 +49,12 @@ def create(username: str, admin: bool, as_json: bool) -> None:
 
 @click.group("tokens")
 def tokens() -> None:
-    """Your API tokens."""
+    """Your API tokens.
+
+    \b
+    Example:
+      slipway tokens:create --name ci     # for a CI system; shown only once
+    """
 
 
 @tokens.command("create")
