@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-
-logger = logging.getLogger(__name__)
+from slipway.host.signals import stop_on_signals
 
 
 def collect_loop(settings: Settings) -> None:
@@ -29,13 +24,6 @@ def collect_loop(settings: Settings) -> None:
         with session_scope(factory) as session:
             yield session
 
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %d: stopping after this pass", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     adapters = build_adapters(settings)
     Watcher(open_session, adapters.runtime, adapters.volumes, settings).run(stop)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 from slipway.config import Settings
+from slipway.host.signals import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +30,7 @@ def reconcile_loop(settings: Settings, interval: float, max_passes: int | None =
 
     Returns the number of passes run.
     """
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %d: stopping after this pass", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     passes = 0
     while not stop.is_set() and (max_passes is None or passes < max_passes):
         try:
