@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from slipway.runtime.docker import DockerRuntime
@@ -25,3 +27,13 @@ TEST_PLATFORM = f"test{uuid.uuid4().hex[:8]}"
 def scoped_runtime(**kwargs: Any) -> DockerRuntime:
     """A real Docker runtime scoped to this test run's own platform id."""
     return DockerRuntime(platform=TEST_PLATFORM, **kwargs)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` every half second; AssertionError naming ``what`` past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} (waited {timeout} s)")

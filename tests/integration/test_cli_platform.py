@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.platform import Platform
 from tests.integration.test_git_platform import (
     commit_site,
@@ -20,7 +21,6 @@ from tests.integration.test_git_platform import (
     new_work_tree,
     page,
     serves,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

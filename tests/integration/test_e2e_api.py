@@ -24,6 +24,7 @@ import requests
 from slipway.db import make_engine, make_session_factory, session_scope
 from slipway.runtime.base import LABEL_APP, LABEL_KIND
 from slipway.services.users import create_token, create_user
+from tests.helpers import wait_until
 from tests.integration.platform import Platform
 
 pytestmark = pytest.mark.slow
@@ -125,15 +126,6 @@ def deploy(platform: Platform, app: str, body: bytes) -> dict[str, Any]:
 
 def log_of(platform: Platform, app: str, deploy_id: int) -> str:
     return platform.api("GET", f"/apps/{app}/deploys/{deploy_id}/log").text
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} (waited {timeout} s)")
 
 
 def answers(platform: Platform, app: str, text: str) -> Callable[[], bool]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.helpers import wait_until
 from tests.integration.platform import Platform
 
 pytestmark = pytest.mark.slow
@@ -76,15 +76,6 @@ def new_work_tree(path: Path) -> Path:
 def remote_url(platform: Platform, app: str, token: str) -> str:
     host = platform.api_url.removeprefix("http://")
     return f"http://any:{token}@{host}/git/{app}.git"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} (waited {timeout} s)")
 
 
 def serves(platform: Platform, app: str, text: str) -> Callable[[], bool]:

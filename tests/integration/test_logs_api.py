@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.platform import SLIPWAY, Platform
-from tests.integration.test_e2e_api import deploy, wait_until
+from tests.integration.test_e2e_api import deploy
 from tests.integration.test_processes_api import (
     cli_env,
     deployed_logging_app,

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import wait_until
 from tests.integration.platform import SLIPWAY, Platform
-from tests.integration.test_e2e_api import deploy, log_of, new_app, tar_files, wait_until
+from tests.integration.test_e2e_api import deploy, log_of, new_app, tar_files
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.platform import Platform
-from tests.integration.test_e2e_api import containers_of, new_app, wait_until
+from tests.integration.test_e2e_api import containers_of, new_app
 from tests.integration.test_processes_api import deployed_logging_app, slipway
 
 pytestmark = pytest.mark.slow
