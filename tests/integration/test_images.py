@@ -159,7 +159,9 @@ def test_node_app_builds_and_answers(harness: Harness) -> None:
     assert any("npm ci" in line for line in lines)
     assert (output / "dist" / "greeting.txt").is_file()  # npm run build ran
     assert (output / "node_modules" / "ms").is_dir()
-    assert not (output / "node_modules" / "is-number").exists()  # dev dependency pruned
+    assert (output / "node_modules" / "express").is_dir()
+    for dev_only in ("is-number", "eslint"):  # dev dependencies are pruned
+        assert not (output / "node_modules" / dev_only).exists()
 
     reply = harness.get(harness.run(output, "run-node", "node"))
     assert reply.status_code == 200
