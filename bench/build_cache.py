@@ -1,18 +1,16 @@
 """Build cache: the node fixture built twice on one app with the same lockfile.
 
-The lockfile comes from a first, throwaway build (npm writes it into the slug). Each run then
-takes a new app, so its cache is empty, builds once (cold) and again with the lockfile unchanged
-(warm). The build time is the span from the deploy log's ``Building with`` line to its
-``Build finished in`` line: the build container's whole life, without queueing or packing.
+The fixture carries its package-lock.json. Each run takes a new app, so its cache is empty,
+builds once (cold) and again with the lockfile unchanged (warm). The build time is the span
+from the deploy log's ``Building with`` line to its ``Build finished in`` line: the build
+container's whole life, without queueing or packing.
 """
 
 from __future__ import annotations
 
 import shutil
-import tarfile
 from pathlib import Path
 
-from bench import containers
 from bench.harness import Budget, Timeline, delete_app, new_app
 from bench.push_to_live import deploy_once
 from bench.results import Figure
@@ -20,7 +18,6 @@ from bench.stats import summarize
 from tests.integration.platform import Platform
 
 TARGET = 5.0
-LOCKFILE = "package-lock.json"
 
 
 def build_seconds(timeline: Timeline) -> float:
@@ -29,22 +26,6 @@ def build_seconds(timeline: Timeline) -> float:
     if begin is None or end is None:
         raise RuntimeError("the deploy log has no build start or end line")
     return end - begin
-
-
-def lockfile(platform: Platform, work: Path) -> bytes:
-    """Build the fixture once and take the package-lock.json npm wrote into the slug."""
-    app = new_app(platform, "bc-lock")
-    try:
-        deploy_once(platform, app, "node", "tarball", work / app)
-        slug = containers.latest_slug(platform, app)
-        with tarfile.open(slug.path) as tar:
-            member = tar.extractfile(LOCKFILE)
-            if member is None:
-                raise RuntimeError("the node slug has no package-lock.json")
-            return member.read()
-    finally:
-        delete_app(platform, app)
-        shutil.rmtree(work / app, ignore_errors=True)
 
 
 def measure(platform: Platform, budget: Budget, work: Path, runs: int) -> Figure:
@@ -58,7 +39,6 @@ def measure(platform: Platform, budget: Budget, work: Path, runs: int) -> Figure
         header=["build", "seconds", "speed-up (first / second, per pair)"],
         target=f"second build ≥ {TARGET:.0f}× faster than the first",
     )
-    lock = {LOCKFILE: lockfile(platform, work)}
     first: list[float] = []
     second: list[float] = []
     for _ in range(runs):
@@ -68,7 +48,7 @@ def measure(platform: Platform, budget: Budget, work: Path, runs: int) -> Figure
         app = new_app(platform, "bc")
         try:
             for builds in (first, second):
-                timeline = deploy_once(platform, app, "node", "tarball", work / app, lock)
+                timeline = deploy_once(platform, app, "node", "tarball", work / app)
                 builds.append(build_seconds(timeline))
         finally:
             delete_app(platform, app)

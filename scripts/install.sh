@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io debootstrap e2fsprogs git nginx redis-server supervisor util-linux
-          ca-certificates curl python3-venv)
+          ca-certificates curl python3-venv tar zstd)
 if [ "${1:-}" = "--test" ]; then
   packages+=(postgresql chromium chromium-driver wrk)
 fi

@@ -100,7 +100,7 @@ class Harness:
 
     def run(self, output: Path, image: str, app: str) -> RunningInstance:
         """Pack OUTPUT into a slug, lay out an instance volume and start the run image."""
-        slug = self.tmp / f"{uuid.uuid4().hex[:8]}.tar.gz"
+        slug = self.tmp / f"{uuid.uuid4().hex[:8]}{layout.SLUG_SUFFIX}"
         layout.pack_slug(output, slug)
         root = self.volume("instance")
         env = layout.run_env({"GREETING": "50% done"}, app, "i1", "web")

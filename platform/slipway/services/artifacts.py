@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Protocol
 
-from slipway.services import archives
+from slipway.services import archives, layout
 
 
 class ArtifactStore(Protocol):
@@ -66,7 +66,7 @@ class FilesystemArtifacts:
         return final
 
     def new_slug_path(self, app: str) -> Path:
-        return self._dir("slugs", app) / f"{uuid.uuid4().hex}.tar.gz"
+        return self._dir("slugs", app) / f"{uuid.uuid4().hex}{layout.SLUG_SUFFIX}"
 
     def delete(self, path: str | Path) -> None:
         target = Path(path).resolve()

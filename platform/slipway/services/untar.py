@@ -24,14 +24,11 @@ def safe_extract(
     tar: tarfile.TarFile,
     target: Path,
     rename: Rename | None = None,
-    symlinks_anywhere: bool = False,
 ) -> None:
     """Extract every entry of ``tar`` into ``target``; :class:`Invalid` names the first bad one.
 
     ``rename`` maps an entry's name (and a hard link's target) to its name under ``target``;
-    an empty result skips the entry. ``symlinks_anywhere`` lets symlinks point outside
-    ``target`` (a slug's virtualenv links ``bin/python3`` to the image's Python; the link is
-    only followed inside the container) — the entries' own paths are checked all the same.
+    an empty result skips the entry.
     """
     root = target.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -46,7 +43,7 @@ def safe_extract(
         elif member.isreg():
             _write_file(tar, member, dest)
         elif member.issym():
-            _check_symlink(root, dest, member, symlinks_anywhere)
+            _check_symlink(root, dest, member)
             _clear(dest)
             os.symlink(member.linkname, dest)
         elif member.islnk():
@@ -73,9 +70,7 @@ def _destination(root: Path, name: str, shown: str) -> Path:
     return dest
 
 
-def _check_symlink(root: Path, dest: Path, member: tarfile.TarInfo, anywhere: bool) -> None:
-    if anywhere:
-        return
+def _check_symlink(root: Path, dest: Path, member: tarfile.TarInfo) -> None:
     pointed = os.path.normpath(os.path.join(dest.parent, member.linkname))
     if member.linkname.startswith("/") or not (pointed + "/").startswith(str(root) + "/"):
         raise Invalid(f"The archive contains a link pointing outside of it: {member.name}.")
