@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from slipway.runtime.base import (
     Mount,
     RuntimeUnavailable,
 )
-from slipway.runtime.docker import DockerRuntime, _event, _stream_lines
+from slipway.runtime.docker import DockerRuntime, _answers, _event, _stream_lines
 
 
 class FakeContainer:
@@ -209,3 +212,42 @@ def test_events_are_mapped() -> None:
     exec_event = _event({**raw, "Action": "exec_start: supervisorctl status", "Actor": {}})
     assert exec_event.action == "exec_start"
     assert exec_event.exit_code is None
+
+
+# -- the port probe, against real sockets on loopback ------------------------------------------
+
+
+def _serve_once(behaviour: str) -> tuple[int, threading.Thread, list[bytes]]:
+    """A one-connection server on 127.0.0.1: 'answer' replies, 'close' hangs up, 'silent' waits."""
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def run() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                if behaviour == "close":
+                    return
+                conn.settimeout(2)
+                received.append(conn.recv(1024))
+                if behaviour == "answer":
+                    conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
+                else:
+                    time.sleep(0.5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread, received
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "live"), [("answer", True), ("silent", True), ("close", False)]
+)
+def test_the_probe_tells_a_listening_server_from_a_proxy_that_hangs_up(
+    behaviour: str, live: bool
+) -> None:
+    port, thread, received = _serve_once(behaviour)
+    assert _answers(port, None) is live
+    thread.join(5)
+    if behaviour != "close":  # what the app saw: one HEAD request, like a health check
+        assert received and received[0].startswith(b"HEAD / HTTP/1.0\r\n")

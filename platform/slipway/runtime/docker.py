@@ -44,6 +44,8 @@ BUILD_TMPFS = {"/tmp": "size=512m,mode=1777"}
 INSTANCE_TMPFS = {"/tmp": "size=64m,mode=1777"}
 LABEL_PREFIX = "io.slipway."
 POLL_INTERVAL = 0.05  # the start of a deploy waits on this probe: keep it short
+PROBE_REQUEST = b"HEAD / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: slipway-probe\r\n\r\n"
+PROBE_SILENCE = 0.1  # seconds a listening server may stay silent before it counts as up
 LOG_DRAIN_TIMEOUT = 10.0  # seconds to let the log reader finish after the container ends
 
 
@@ -370,10 +372,12 @@ def _answers(host_port: int, health_path: str | None) -> bool:
         return False
     with conn:
         # Docker's proxy accepts on the published port even when nothing listens inside,
-        # then closes at once (well under a millisecond on loopback). A live server keeps the
-        # connection open, waiting for us: every probe that succeeds costs this timeout.
-        conn.settimeout(0.1)
+        # then closes at once (well under a millisecond on loopback). A request tells the two
+        # apart without waiting: a live web server answers it (any status will do), the proxy
+        # just closes. One that keeps silent for PROBE_SILENCE seconds is listening too.
+        conn.settimeout(PROBE_SILENCE)
         try:
+            conn.sendall(PROBE_REQUEST)
             return conn.recv(1) != b""
         except TimeoutError:
             return True
