@@ -26,8 +26,8 @@ from werkzeug.serving import make_server
 from slipway import tasks
 from slipway.config import Settings
 from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
-from slipway.gitserver import repos
-from slipway.models import Deploy
+from slipway.gitserver import handoff, repos
+from slipway.models import App, Deploy
 from slipway.services import apps, users
 from slipway.webapp import create_app
 from tests.helpers import free_port
@@ -72,13 +72,15 @@ def _redis(tmp: Path) -> Iterator[str]:
 
 
 def _stand_in_worker(settings: Settings, stop: threading.Event) -> None:
-    """Finish queued deploys: fail when the source has a FAIL file, else succeed."""
+    """Finish queued deploys: fail when the source has a FAIL file, never end one with HANG."""
     factory = make_session_factory(make_engine(settings))
     while not stop.wait(0.2):
         with session_scope(factory) as session:
             for deploy in session.scalars(select(Deploy).where(Deploy.state == "queued")):
                 with tarfile.open(deploy.source_path) as tar:
                     names = tar.getnames()
+                if "HANG" in names:
+                    continue
                 failed = "FAIL" in names
                 with open(deploy.log_path, "a") as log:
                     log.write(f"-----> Building {len(names)} files\n")
@@ -93,7 +95,15 @@ def serve_api(tmp_path: Path) -> Iterator[GitServer]:
     redis_gen = _redis(tmp_path)
     redis_url = next(redis_gen)
     data = tmp_path / "data"
-    settings = Settings(data_dir=data, redis_url=redis_url, build_timeout=60, start_timeout=5)
+    port = free_port()  # the hook calls the API back at this address
+    settings = Settings(
+        data_dir=data,
+        api_bind=f"127.0.0.1:{port}",
+        redis_url=redis_url,
+        build_timeout=60,
+        start_timeout=5,
+        max_upload_size=1024**2,  # a push over it is cheap to make
+    )
     upgrade_database(settings)
     tasks.configure(settings)  # the API in this process sends its tasks to this redis
     # Celery keeps broker connections in pools: drop those to an earlier test's redis.
@@ -104,7 +114,7 @@ def serve_api(tmp_path: Path) -> Iterator[GitServer]:
         alice_token = users.create_token(session, alice)
         bob_token = users.create_token(session, users.create_user(session, "bob"))
         apps.create_app(session, alice, "hello", settings)
-    server = make_server("127.0.0.1", free_port(), create_app(settings), threaded=True)
+    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()
     worker = threading.Thread(target=_stand_in_worker, args=(settings, stop), daemon=True)
@@ -299,3 +309,125 @@ def test_a_gzip_request_body_is_understood(git_server: GitServer, work: Path) ->
     )
     assert response.status_code == 200
     assert f"{sha} refs/heads/feature".encode() in response.content
+
+
+# ----------------------------------------------------------------------------- what the hook says
+
+
+def commit_file(work: Path, name: str, data: bytes) -> str:
+    (work / name).write_bytes(data)
+    git("add", ".", cwd=work)
+    git("commit", "-qm", f"add {name}", cwd=work)
+    return head(work)
+
+
+def test_another_deploy_branch_deploys_and_deleting_it_deploys_nothing(
+    git_server: GitServer, work: Path
+) -> None:
+    # git itself refuses to delete the repository's current branch (main): use another one.
+    factory = make_session_factory(make_engine(git_server.settings))
+    with session_scope(factory) as session:
+        session.scalars(select(App)).one().deploy_branch = "production"
+    remote = git_server.remote(git_server.alice)
+    result = git("push", remote, "main", "main:production", cwd=work)
+    assert "refs/heads/main: accepted, not deployed (only production deploys)" in result.stderr
+    assert "remote: -----> Deployed: http://hello.localhost" in result.stderr
+    deleted = git("push", remote, ":production", cwd=work)
+    assert "production deleted: nothing deployed, the app keeps running" in deleted.stderr
+    assert remote_ref(git_server, "refs/heads/production") is None
+    assert [d.commit for d in git_server.deploys()] == [head(work)]  # the first push's only
+
+
+def test_a_push_that_bypasses_the_api_is_refused(git_server: GitServer, work: Path) -> None:
+    repo = repos.ensure_repo(git_server.settings, "hello")
+    result = git("push", str(repo), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "Push through the Slipway API" in result.stderr
+    assert remote_ref(git_server, "refs/heads/main") is None
+    assert git_server.deploys() == []
+
+
+def test_an_archive_over_the_upload_limit_rejects_the_push(
+    git_server: GitServer, work: Path
+) -> None:
+    commit_file(work, "big.bin", os.urandom(2 * 1024**2))  # random: gzip cannot shrink it
+    result = git("push", git_server.remote(git_server.alice), "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "remote:  !     The upload is larger than the limit of 1 MB." in result.stderr
+    assert "previous release keeps serving" in result.stderr
+    assert remote_ref(git_server, "refs/heads/main") is None
+    assert git_server.deploys() == []
+
+
+def run_hook(
+    server: GitServer, sha: str, timeout: float = 60, **changes: str
+) -> subprocess.CompletedProcess[str]:
+    """The app's installed pre-receive hook, as receive-pack runs it for a push of ``sha`` to main.
+
+    ``changes`` replace what the API view hands over (e.g. the token), to meet the situations a
+    push can meet after it was let in: a revoked token, an app destroyed meanwhile...
+    """
+    repo = repos.ensure_repo(server.settings, "hello")
+    handed = handoff.hook_environment(server.settings, "hello", "main", server.alice, timeout)
+    return subprocess.run(
+        [str(repo / "hooks" / "pre-receive")],
+        cwd=repo,
+        env={"PATH": os.environ["PATH"], "GIT_DIR": str(repo)} | handed | changes,
+        input=f"{'0' * 40} {sha} refs/heads/main\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def stored_commit(server: GitServer, work: Path) -> str:
+    """The work tree's HEAD, stored in the app's repository on a branch that does not deploy."""
+    git("push", server.remote(server.alice), "main:stored", cwd=work)
+    return head(work)
+
+
+@pytest.mark.parametrize(
+    ("changes", "sentence"),
+    [
+        ({"SLIPWAY_GIT_TOKEN": "revoked"}, "Your API token is no longer valid"),
+        ({"SLIPWAY_GIT_APP": "gone"}, "There is no app named 'gone'."),
+    ],
+)
+def test_a_user_or_app_that_vanished_rejects_the_push_with_a_clear_line(
+    git_server: GitServer, work: Path, changes: dict[str, str], sentence: str
+) -> None:
+    result = run_hook(git_server, stored_commit(git_server, work), **changes)
+    assert result.returncode == 1
+    assert f" !     {sentence}" in result.stdout
+    assert "previous release keeps serving" in result.stdout
+    assert git_server.deploys() == []
+
+
+def test_an_api_that_cannot_be_reached_rejects_the_push(git_server: GitServer, work: Path) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"
+    result = run_hook(git_server, stored_commit(git_server, work), SLIPWAY_API_URL=gone)
+    assert result.returncode == 1
+    assert f" !     Cannot reach the Slipway API at {gone}" in result.stdout
+    assert git_server.deploys() == []
+
+
+def test_a_commit_git_cannot_archive_makes_no_deploy(git_server: GitServer, work: Path) -> None:
+    stored_commit(git_server, work)
+    result = run_hook(git_server, "f" * 40)  # not in the repository
+    assert result.returncode == 1
+    assert " !     git archive failed: " in result.stdout
+    assert git_server.deploys() == []
+
+
+def test_a_deploy_that_never_ends_times_out_with_a_clear_line(
+    git_server: GitServer, work: Path
+) -> None:
+    commit_file(work, "HANG", b"")
+    started = time.monotonic()
+    result = run_hook(git_server, stored_commit(git_server, work), timeout=3)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert "-----> Source received: 2 files (git)" in result.stdout
+    assert " !     Deploy 1 did not finish within 3 seconds (it is still queued)." in result.stdout
+    [deploy] = git_server.deploys()
+    assert (deploy.source_kind, deploy.commit, deploy.state) == ("git", head(work), "queued")

@@ -216,6 +216,36 @@ def test_a_tarball_upload_queues_a_deploy_sent_after_commit(api: Api) -> None:
     assert api.call("GET", f"/apps/hello/deploys/{deploy['id'] + 1}").status_code == 404
 
 
+def test_an_upload_naming_its_commit_is_a_git_deploy_of_that_commit(api: Api) -> None:
+    api.create("hello")
+    sha = "3F1C2A9B0D4E" + "0" * 28
+    body = tarball({"index.html": b"<h1>hi</h1>"})
+    response = api.call("POST", "/apps/hello/deploys", data=body, headers={"X-Slipway-Commit": sha})
+    assert response.status_code == 202, response.get_json()
+    deploy = response.get_json()
+    assert (deploy["source_kind"], deploy["commit"]) == ("git", sha.lower())
+    with session_scope(api.factory) as session:
+        stored = session.get_one(Deploy, deploy["id"])
+        assert (stored.source_kind, stored.commit) == ("git", sha.lower())
+        assert Path(stored.log_path).read_text() == "-----> Source received: 1 files (git)\n"
+    assert api.sender.sent == [("slipway.deploy", (deploy["id"],))]
+
+
+@pytest.mark.parametrize("commit", ["", "main", "3f1c2a9b", "g" * 40, "a" * 41, "a" * 64])
+def test_a_commit_header_that_is_not_a_commit_id_is_refused(api: Api, commit: str) -> None:
+    api.create("hello")
+    body = tarball({"index.html": b"<h1>hi</h1>"})
+    headers = {"X-Slipway-Commit": commit}
+    response = api.call("POST", "/apps/hello/deploys", data=body, headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"] == (
+        f"X-Slipway-Commit must be a full commit id (40 hex digits), not {commit!r}."
+    )
+    assert api.sender.sent == []
+    with session_scope(api.factory) as session:
+        assert session.scalars(select(Deploy)).all() == []
+
+
 def test_a_path_traversal_archive_is_refused_and_nothing_is_queued(api: Api) -> None:
     api.create("hello")
     body = tarball({"../escape.txt": b"x"})

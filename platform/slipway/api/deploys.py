@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +17,13 @@ from slipway.db import session_scope
 from slipway.models import App, Deploy
 from slipway.services import apps
 from slipway.services import deploys as deploy_service
-from slipway.services.errors import NotFound
+from slipway.services.errors import Invalid, NotFound
 
-LOG_POLL_INTERVAL = 0.5
+LOG_POLL_INTERVAL = 0.2  # a followed log (and so a `git push`) sees new lines within this
 LOG_CHUNK = 64 * 1024
+# Names the git commit the upload was made from (the git hook sends it): the deploy is a git one.
+COMMIT_HEADER = "X-Slipway-Commit"
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 def deploy_view(deploy: Deploy) -> dict[str, Any]:
@@ -47,11 +51,29 @@ def find_deploy(session: Session, app: App, deploy_id: int) -> Deploy:
     return deploy
 
 
+def commit_header() -> str | None:
+    """The commit named by ``X-Slipway-Commit``, if any: a full SHA-1 in hex."""
+    value = request.headers.get(COMMIT_HEADER)
+    if value is None:
+        return None
+    commit = value.strip().lower()
+    if not COMMIT_ID.fullmatch(commit):
+        raise Invalid(f"{COMMIT_HEADER} must be a full commit id (40 hex digits), not {value!r}.")
+    return commit
+
+
 def create_deploy(name: str) -> tuple[Response, int]:
     session = db()
     app = apps.get_app(session, current_user(), name)
+    commit = commit_header()  # checked before the upload is read
     deploy = deploy_service.accept_tarball(
-        session, app, request.stream, request.content_length, settings(), adapters().artifacts
+        session,
+        app,
+        request.stream,
+        request.content_length,
+        settings(),
+        adapters().artifacts,
+        commit=commit,
     )
     return jsonify(deploy_view(deploy)), 202
 

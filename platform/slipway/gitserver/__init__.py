@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the hook imports this package too, and needs no Flask
+if TYPE_CHECKING:  # importing the package (tests import its hook module) needs no Flask
     from flask import Flask
 
 

@@ -20,8 +20,10 @@ from slipway.services.errors import NotFound, SlipwayError
 
 REALM = 'Basic realm="Slipway git", charset="UTF-8"'
 RECEIVE_PACK = "git-receive-pack"
-# Past this, a push is cut off: the longest build plus starting instances, with room to spare.
-PUSH_TIMEOUT_MARGIN = 600
+# The hook gives up on a deploy after the longest build plus starting instances and this margin;
+# git itself is cut off PUSH_TIMEOUT_MARGIN later, so the hook's clear line comes first.
+HOOK_TIMEOUT_MARGIN = 300
+PUSH_TIMEOUT_MARGIN = 300
 
 bp = Blueprint("git", __name__, url_prefix="/git")
 
@@ -34,11 +36,11 @@ def _refuse(status: int, sentence: str) -> Response:
     return response
 
 
-def _user_from_basic_auth() -> User | None:
+def _basic_auth_token() -> str | None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.password:
         return None
-    return users.authenticate_token(db(), auth.password.strip())
+    return auth.password.strip()
 
 
 def _cgi_request(app: str, rest: str, user: User) -> backend.CgiRequest:
@@ -58,27 +60,30 @@ def _cgi_request(app: str, rest: str, user: User) -> backend.CgiRequest:
 
 @bp.route("/<app>.git/<path:rest>", methods=["GET", "POST"])
 def git_http(app: str, rest: str) -> Response:
-    user = _user_from_basic_auth()
-    if user is None:
+    token = _basic_auth_token()
+    user = users.authenticate_token(db(), token) if token else None
+    if token is None or user is None:
         return _refuse(401, "Sign in with your API token as the password.")
     try:
         found = apps.get_app(db(), user, app)
     except NotFound:
         return _refuse(404, "Repository not found.")
     config = settings()
-    user_id, app_name = user.id, found.name
-    db().commit()  # the hook writes to the database; hold no transaction while it runs
+    cgi_request = _cgi_request(found.name, rest, user)
+    app_name, branch = found.name, found.deploy_branch
+    db().commit()  # the hook calls the API, which writes; hold no transaction while it runs
     repo_root = str(repos.ensure_repo(config, app_name).parent)
-    timeout = config.build_timeout + 4 * config.start_timeout + PUSH_TIMEOUT_MARGIN
+    deploy_timeout = config.build_timeout + 4 * config.start_timeout + HOOK_TIMEOUT_MARGIN
+    pushing = request.method == "POST" and rest == RECEIVE_PACK
     locks = ExitStack()
     try:
-        if request.method == "POST" and rest == RECEIVE_PACK:
+        if pushing:
             locks.enter_context(repos.push_lock(config, app_name, config.deploy_lock_timeout))
         answer = backend.run_http_backend(
-            _cgi_request(app_name, rest, user),
+            cgi_request,
             repo_root,
-            hook_environment(config, app_name, user_id),
-            timeout,
+            hook_environment(config, app_name, branch, token, deploy_timeout) if pushing else {},
+            deploy_timeout + PUSH_TIMEOUT_MARGIN,
             on_finish=locks.close,
         )
     except SlipwayError as error:

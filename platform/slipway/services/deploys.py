@@ -56,26 +56,17 @@ def accept_tarball(
     content_length: int | None,
     settings: Settings,
     artifacts: ArtifactStore,
+    commit: str | None = None,
 ) -> Deploy:
-    """Store an uploaded .tar.gz (size-capped, every entry checked) and queue its deploy."""
+    """Store an uploaded .tar.gz (size-capped, every entry checked) and queue its deploy.
+
+    With ``commit`` the archive is that git commit's (the git hook uploads it): a "git" deploy.
+    """
     limit = settings.max_upload_size
     if content_length is not None and content_length > limit:
         raise TooLarge(f"The upload is larger than the limit of {limit // 1024**2} MB.")
     path = artifacts.save_source(app.name, stream, limit)
-    return _queue(session, app, path, "tarball", None, settings, artifacts)
-
-
-def accept_archive_file(
-    session: Session,
-    app: App,
-    archive: Path,
-    settings: Settings,
-    artifacts: ArtifactStore,
-    kind: str = "git",
-    commit: str | None = None,
-) -> Deploy:
-    """Queue a deploy of an archive made on this host (``git archive`` of a pushed commit)."""
-    path = artifacts.import_source(app.name, archive)
+    kind = "tarball" if commit is None else "git"
     return _queue(session, app, path, kind, commit, settings, artifacts)
 
 
