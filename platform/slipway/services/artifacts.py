@@ -18,9 +18,6 @@ class ArtifactStore(Protocol):
     def save_source(self, app: str, stream: IO[bytes], limit: int) -> Path:
         """Store an uploaded archive (at most ``limit`` bytes, else TooLarge); its path."""
 
-    def import_source(self, app: str, path: Path) -> Path:
-        """Move an archive made on this host (a git push) into the store; its new path."""
-
     def new_slug_path(self, app: str) -> Path:
         """A fresh path where a slug may be written (its directory exists)."""
 
@@ -48,18 +45,6 @@ class FilesystemArtifacts:
         try:
             with tmp.open("wb") as out:
                 archives.copy_limited(stream, out, limit)
-            os.replace(tmp, final)
-        finally:
-            archives.remove_quietly(tmp)
-        return final
-
-    def import_source(self, app: str, path: Path) -> Path:
-        final = self._dir("sources", app) / f"{uuid.uuid4().hex}.tar.gz"
-        tmp = final.with_name(final.name + ".part")
-        try:
-            with path.open("rb") as src, tmp.open("wb") as out:
-                while chunk := src.read(archives.CHUNK):
-                    out.write(chunk)
             os.replace(tmp, final)
         finally:
             archives.remove_quietly(tmp)
