@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,12 +44,24 @@ def page_url() -> Iterator[str]:
 
 
 def test_one_tiny_pair_measures_both_sides_and_fills_the_figure(page_url: str) -> None:
-    pairs = compare(page_url, page_url, host="bench.localhost", runs=1, seconds=1, connections=2)
+    # This process serves the page, so it stands in for the router's workers.
+    pairs = compare(
+        page_url,
+        page_url,
+        host="bench.localhost",
+        runs=1,
+        seconds=1,
+        connections=2,
+        router_pids=lambda: {os.getpid()},
+    )
     [pair] = pairs
     assert pair.direct.requests > 0 and pair.routed.requests > 0
     assert pair.direct.errors == 0 and pair.routed.errors == 0
     assert 0 < pair.direct.p50 <= pair.direct.p99
     assert pair.ratio > 0
+    # A Python server spends well over a microsecond of CPU on each request it answers.
+    assert pair.routed_cpu.router > 1
+    assert pair.direct_cpu.machine >= pair.routed_cpu.router * 0.5
     figure = Figure("router", "tiny", ["path", "requests/s", "p50", "p99"])
     summarize_pairs(figure, pairs)
     assert [row[0] for row in figure.rows] == [
@@ -57,3 +70,4 @@ def test_one_tiny_pair_measures_both_sides_and_fills_the_figure(page_url: str) -
         "router / direct",
     ]
     assert figure.met is not None
+    assert figure.notes[0].startswith("CPU per request, whole machine: direct ")

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -192,7 +193,11 @@ def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:
     router.start()
 
     assert pid is not None and router.pid() == pid
+    workers = router.worker_pids()
+    assert workers and pid not in workers
+    assert all(b"nginx: worker process" in Path(f"/proc/{w}/cmdline").read_bytes() for w in workers)
     router.stop()
     assert router.pid() is None
+    assert router.worker_pids() == set()
     with pytest.raises(requests.ConnectionError):
         _get(router, "/")

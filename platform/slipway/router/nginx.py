@@ -165,6 +165,11 @@ class NginxRouter:
         """The master process id, when nginx is running."""
         return live_pid(self.pid_file)
 
+    def worker_pids(self) -> set[int]:
+        """The worker processes' ids; none when nginx is not running."""
+        pid = self.pid()
+        return _children(pid) if pid is not None else set()
+
     def is_running(self) -> bool:
         return self.pid() is not None
 
