@@ -8,11 +8,12 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
-from slipway.models import App, Deploy
+from slipway.models import App, Deploy, Event
 from slipway.runtime.base import InstanceSpec, Limits
 from slipway.services import deploys, instances, reconciler
 from slipway.services.builds import LABEL_DEPLOY
@@ -116,6 +117,10 @@ def test_a_deploy_whose_worker_died_is_failed_and_cleaned(
     assert build.container_id in fake.stopped
     assert set(volumes(adapters).volumes) == {f"build-{fresh.id}-input"}  # the live deploy's
     assert "Deploy failed: The worker" in Path(dead.log_path).read_text()
+    failed_events = session.scalars(
+        select(Event).where(Event.app_id == app.id, Event.type == "deploy_failed")
+    ).all()
+    assert [e.data["deploy_id"] for e in failed_events] == [dead.id]  # webhooks hear of it
     session.refresh(fresh)
     assert fresh.state == "queued"
 

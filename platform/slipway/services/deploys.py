@@ -318,14 +318,19 @@ def _fail(session: Session, deploy: Deploy, error: str, log: DeployLog) -> None:
     session.refresh(deploy)
     if deploy.state in (SUCCEEDED, FAILED):
         return
+    mark_failed(session, deploy, error)
+    session.commit()
+    log(f"-----> Deploy failed: {error}")
+
+
+def mark_failed(session: Session, deploy: Deploy, error: str) -> None:
+    """Set the deploy ``failed`` and record its ``deploy_failed`` event (webhooks hear of it)."""
     deploy.state, deploy.error, deploy.finished_at = FAILED, error, _now()
     message = f"Deploy {deploy.id} failed: {error}"
     data = {"deploy_id": deploy.id, "error": error}
     record_event(
         session, deploy.app, kinds.DEPLOY_FAILED, message, data, f"deploy:{deploy.id}:failed"
     )
-    session.commit()
-    log(f"-----> Deploy failed: {error}")
 
 
 def _prune_quietly(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:

@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
-from slipway.models.deploy import FAILED, QUEUED, TERMINAL_STATES
+from slipway.models.deploy import QUEUED, TERMINAL_STATES
 from slipway.models.instance import CRASHED, LIVE, STARTING
 from slipway.runtime.base import LABEL_INSTANCE, LABEL_KIND, ContainerInfo
 from slipway.services import instances
 from slipway.services.builds import LABEL_DEPLOY, build_volume_names
-from slipway.services.deploys import DeployLog, app_lock
+from slipway.services.deploys import DeployLog, app_lock, mark_failed
 from slipway.services.errors import Conflict
 from slipway.services.routing import routes_from_db
 
@@ -108,7 +108,7 @@ def _fail(
         )
         for instance in session.scalars(half_started).all():
             instances.retire(session, adapters, instance)
-    deploy.state, deploy.error, deploy.finished_at = FAILED, error, datetime.now(UTC)
+    mark_failed(session, deploy, error)
     session.commit()
     if deploy.log_path:
         log = DeployLog(Path(deploy.log_path))
