@@ -44,6 +44,7 @@ class FakeRuntime:
     builds: list[BuildSpec] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     limits: dict[str, Limits] = field(default_factory=dict)  # update_limits calls, by container
+    execs: list[tuple[str, list[str]]] = field(default_factory=list)  # exec calls, in order
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def ping(self) -> None:
@@ -67,6 +68,7 @@ class FakeRuntime:
         return self.ports_live
 
     def exec(self, container_id: str, command: list[str], user: str = "1000:1000") -> ExecResult:
+        self.execs.append((container_id, command))
         return ExecResult(exit_code=0, output="")
 
     def update_limits(self, container_id: str, limits: Limits) -> None:

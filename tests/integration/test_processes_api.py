@@ -17,7 +17,7 @@ import requests
 
 from tests.helpers import wait_until
 from tests.integration.platform import SLIPWAY, Platform
-from tests.integration.test_e2e_api import deploy, log_of, new_app, tar_files
+from tests.integration.test_e2e_api import containers_of, deploy, log_of, new_app, tar_files
 
 pytestmark = pytest.mark.slow
 
@@ -135,6 +135,15 @@ def test_stop_then_start_one_instance(running_platform: Platform, app: str, tmp_
     reconciled = running_platform.server("reconcile", timeout=120)
     assert reconciled.returncode == 0, reconciled.stderr
     assert web_process(running_platform, app)["state"] == "STOPPED"
+    # A host restart: Docker starts the container again (on a new port) and supervisord in it
+    # starts web again; the reconciler stops it again and follows the port for ps:start.
+    [container] = containers_of(app, "instance")
+    container.restart(timeout=2)
+    reconciled = running_platform.server("reconcile", timeout=120)
+    assert reconciled.returncode == 0, reconciled.stderr
+    web = web_process(running_platform, app)
+    assert (web["state"], web["instance_state"]) == ("STOPPED", "stopped")
+    assert not serves(running_platform, app)()
 
     started = slipway(running_platform, tmp_path, "ps:start", "web.1", "-a", app)
     assert started.returncode == 0, started.stderr

@@ -187,3 +187,28 @@ def test_a_restarted_container_on_a_new_port_is_followed_and_routed(
     [after] = live(session, app)
     assert (after.id, after.host_port, after.state) == (instance.id, 40999, "live")
     assert router(adapters).routes[0].upstreams == [40999]
+
+
+def test_a_stopped_process_stays_stopped_when_docker_restarts_its_container(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    deploy(session, app, adapters, settings, STATIC)
+    [instance] = live(session, app)
+    fake = runtime(adapters)
+    assert instance.container_id
+    instance.state = "stopped"  # `slipway ps:stop`
+    session.commit()
+    assert reconciler.reconcile(session, adapters, settings).restarted == []
+    assert fake.execs == []  # nothing happened to it: nothing to do
+
+    # A host restart: Docker starts the container again, on a new port, and supervisord in it
+    # starts the program again.
+    moved = dataclasses.replace(fake.containers[instance.container_id], host_port=41999)
+    fake.containers[instance.container_id] = moved
+    assert reconciler.reconcile(session, adapters, settings).restarted == []
+
+    session.refresh(instance)
+    assert (instance.state, instance.host_port) == ("stopped", 41999)
+    [(container, command)] = fake.execs
+    assert container == instance.container_id and command[-2:] == ["stop", "web"]
+    assert router(adapters).routes[0].upstreams == []  # still out of the router

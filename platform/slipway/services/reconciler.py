@@ -26,12 +26,12 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
 from slipway.models.deploy import QUEUED, TERMINAL_STATES
-from slipway.models.instance import CRASHED, LIVE, STARTING
+from slipway.models.instance import CRASHED, LIVE, STARTING, STOPPED
 from slipway.runtime.base import LABEL_INSTANCE, LABEL_KIND, ContainerInfo
-from slipway.services import instances
+from slipway.services import instances, processes
 from slipway.services.builds import LABEL_DEPLOY, build_volume_names
 from slipway.services.deploys import DeployLog, app_lock, mark_failed
-from slipway.services.errors import Conflict
+from slipway.services.errors import Conflict, SlipwayError
 from slipway.services.routing import routes_from_db
 
 logger = logging.getLogger(__name__)
@@ -147,10 +147,14 @@ def _restart_app(
     app: App,
     containers: dict[str, ContainerInfo],
 ) -> list[str]:
-    wanted = select(Instance).where(Instance.app_id == app.id, Instance.state.in_((LIVE, CRASHED)))
+    states = (LIVE, CRASHED, STOPPED)
+    wanted = select(Instance).where(Instance.app_id == app.id, Instance.state.in_(states))
     restarted = []
     for instance in session.scalars(wanted).all():
         info = containers.get(str(instance.id))
+        if instance.state == STOPPED:
+            _keep_stopped(session, adapters, app, instance, info)
+            continue
         if info is not None and info.status == "running":
             _follow_port(session, app, instance, info)
             _recheck(session, adapters, app, instance)
@@ -180,6 +184,22 @@ def _follow_port(session: Session, app: App, instance: Instance, info: Container
         )
         instance.host_port = info.host_port
         session.commit()
+
+
+def _keep_stopped(
+    session: Session, adapters: Adapters, app: App, instance: Instance, info: ContainerInfo | None
+) -> None:
+    """A process stopped with ``ps:stop`` stays stopped when Docker restarts its container (a
+    dockerd or host restart): supervisord starts every program again, so stop it again, and
+    follow the new port so that ``ps:start`` routes to it."""
+    if info is None or info.status != "running" or info.host_port in (None, instance.host_port):
+        return
+    _follow_port(session, app, instance, info)
+    logger.info("%s: %s was stopped; stopping it again", app.name, instance.container_name)
+    try:
+        processes.supervisorctl(adapters, instance, ["stop", instance.process_type])
+    except SlipwayError as exc:
+        logger.warning("%s: could not stop %s: %s", app.name, instance.container_name, exc)
 
 
 def _recheck(session: Session, adapters: Adapters, app: App, instance: Instance) -> None:
