@@ -6,6 +6,7 @@ out on an instance volume and run by its run image under supervisord, as the pla
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -71,9 +72,10 @@ class Harness:
         return self.volumes.create(name, VOLUME_SIZE).path
 
     def build(
-        self, app: str, image: str, timeout: float = 600
+        self, app: str, image: str, timeout: float = 600, command: list[str] | None = None
     ) -> tuple[BuildResult, list[str], Path]:
-        """Run `build` on a fixture app: source in INPUT (read-only), the app left in OUTPUT."""
+        """Run `build` (or `command`) on a fixture app: source in INPUT (read-only), the app left
+        in OUTPUT."""
         source, output = self.volume("input"), self.volume("output")
         shutil.copytree(APPS / app, source, dirs_exist_ok=True)
         layout.chown_tree(source)
@@ -90,6 +92,7 @@ class Harness:
             name=f"slipway-test-build-{uuid.uuid4().hex[:10]}",
             mounts=mounts,
             env=layout.build_env(app, with_ca_bundle=ca_bundle.is_file()),
+            command=command or ["build"],
             limits=Limits(memory=1024**3, pids=512),
             timeout=timeout,
             labels={**TEST_LABEL, LABEL_APP: app},
@@ -168,6 +171,118 @@ def test_node_app_builds_and_answers(harness: Harness) -> None:
     assert "hello from a built node app" in reply.text
 
 
+# -- node: build scripts and the build cache ---------------------------------------------------
+
+# `npm run other` as npm itself runs it at the top (not under our runner, which it would inherit
+# from), after the same preparation as `build`.
+NPM_RUN_OTHER = [
+    "bash",
+    "-c",
+    'cp -r "$INPUT"/. "$OUTPUT" && cd "$OUTPUT" && export npm_config_cache="$CACHE/npm" '
+    "&& npm run other",
+]
+# What differs between two runs of a script whatever runs it: the container, the calling shell,
+# the script itself.
+RUN_SPECIFIC = {"HOSTNAME", "SHLVL", "_", "OLDPWD", "npm_lifecycle_event", "npm_lifecycle_script"}
+
+
+def _env(output: Path, script: str) -> dict[str, str]:
+    env: dict[str, str] = json.loads((output / "dist" / f"env-{script}.json").read_text())
+    return env
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry under root: its mode and its content (a link's target, nothing for a dir)."""
+    entries: dict[str, tuple[int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        if path.is_symlink():
+            content = str(path.readlink()).encode()
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            content = b""
+        entries[path.relative_to(root).as_posix()] = (mode, content)
+    return entries
+
+
+def test_node_build_scripts_run_in_order_as_npm_runs_them(harness: Harness) -> None:
+    result, lines, output = harness.build("node-scripts", "build-node")
+    _assert_built(result, lines)
+    dist = output / "dist"
+    # prebuild, build (which runs `npm run other` inside), postbuild.
+    assert (dist / "order.txt").read_text().split() == ["prebuild", "build", "other", "postbuild"]
+    for script in ("prebuild", "build", "other", "postbuild"):
+        assert f"> slipway-fixture-node-scripts@2.3.4 {script}" in lines
+    assert (dist / "semver.txt").read_text() == "1.2.3\n"  # a dev dependency's bin is on PATH
+    assert (output / "node_modules" / "ms").is_dir()
+    assert not (output / "node_modules" / "semver").exists()
+
+    env = _env(output, "build")
+    assert env["npm_lifecycle_event"] == "build"
+    assert env["npm_lifecycle_script"].startswith("node step.js build && npm run other")
+    assert env["npm_command"] == "run-script"
+    assert env["npm_package_name"] == "slipway-fixture-node-scripts"
+    assert env["npm_package_version"] == "2.3.4"
+    assert env["npm_package_config_greeting"] == "hello"
+    assert env["npm_package_json"] == f"{layout.BUILD_OUTPUT}/package.json"
+    assert env["npm_config_cache"] == f"{layout.BUILD_CACHE}/npm"
+    assert env["npm_config_user_agent"].startswith("npm/9.")
+    assert env["npm_execpath"].endswith("/bin/npm-cli.js")
+    assert env["npm_node_execpath"] == env["NODE"] == "/usr/bin/node"
+    assert env["INIT_CWD"] == env["npm_config_local_prefix"] == layout.BUILD_OUTPUT
+    assert env["PATH"].startswith(f"{layout.BUILD_OUTPUT}/node_modules/.bin:")
+    assert env["npm_config_legacy_peer_deps"] == "true"  # from the app's .npmrc
+    assert env["npm_config_init_author_name"] == "node-scripts"  # ${APP} expanded
+    assert _env(output, "other")["npm_lifecycle_event"] == "other"
+
+
+def test_node_build_script_gets_the_environment_npm_gives_it(harness: Harness) -> None:
+    result, lines, ours = harness.build("node-scripts", "build-node")
+    _assert_built(result, lines)
+    result, lines, theirs = harness.build("node-scripts", "build-node", command=NPM_RUN_OTHER)
+    assert result.ok, "\n".join(lines[-20:])
+
+    def comparable(env: dict[str, str]) -> dict[str, str]:
+        return {key: value for key, value in env.items() if key not in RUN_SPECIFIC}
+
+    assert comparable(_env(ours, "build")) == comparable(_env(theirs, "other"))
+
+
+def test_second_node_build_with_the_same_lockfile_comes_from_the_cache(
+    harness: Harness, tmp_path: Path
+) -> None:
+    harness.cache = tmp_path / "cache"  # empty: the first build has to run npm
+    harness.cache.mkdir()
+    layout.chown_tree(harness.cache)
+
+    result, first_lines, first = harness.build("node", "build-node")
+    _assert_built(result, first_lines)
+    assert "-----> Installing dependencies (npm ci)" in first_lines
+    assert "-----> Pruning dev dependencies" in first_lines
+
+    result, lines, second = harness.build("node", "build-node")
+    _assert_built(result, lines)
+    steps = [line for line in lines if line.startswith("-----> ")]
+    assert steps[2:] == [
+        "-----> Installing dependencies (unchanged lockfile: node_modules from the build cache)",
+        "-----> Running npm run build",
+        "-----> Pruning dev dependencies (from the build cache)",
+        "-----> Build finished",
+    ]
+    assert (second / "dist" / "greeting.txt").is_file()
+    # Replaying the cached prune leaves exactly what npm prune left.
+    assert _tree(second / "node_modules") == _tree(first / "node_modules")
+
+    # Another lockfile: its node_modules replace the first one's in the cache.
+    keys = sorted(p.name for p in (harness.cache / "node_modules").iterdir())
+    assert len(keys) == 1
+    result, lines, _ = harness.build("node-scripts", "build-node")
+    _assert_built(result, lines)
+    new_keys = sorted(p.name for p in (harness.cache / "node_modules").iterdir())
+    assert len(new_keys) == 1 and new_keys != keys
+
+
 def test_python_app_builds_and_answers(harness: Harness) -> None:
     result, lines, output = harness.build("python", "build-python")
     _assert_built(result, lines)
@@ -213,6 +328,24 @@ def test_node_version_the_image_lacks_is_a_clear_error(harness: Harness) -> None
     last = _last(lines)
     assert last.startswith("error: package.json asks for Node.js >=99 (engines.node)")
     assert "this image has Node.js 18." in last
+
+
+def test_node_package_json_that_is_not_json_is_a_clear_error(harness: Harness) -> None:
+    result, lines, _ = harness.build("node-bad-json", "build-node")
+    assert not result.ok and not result.timed_out
+    assert _last(lines).startswith("error: package.json is not valid JSON (")
+
+
+def test_failing_node_build_script_fails_the_build_with_its_exit_code(harness: Harness) -> None:
+    result, lines, output = harness.build("node-build-fails", "build-node")
+    assert not result.ok and not result.timed_out
+    assert "the build breaks here" in lines
+    why = "the build script failed (exit code 3): echo 'the build breaks here' && exit 3"
+    assert f"       {why}" in lines
+    assert _last(lines) == "error: npm run build failed (exit code 3)"
+    # prebuild ran before; postbuild never ran after the failure.
+    assert (output / "dist" / "prebuild-ran").exists()
+    assert not (output / "dist" / "postbuild-ran").exists()
 
 
 def test_python_version_the_image_lacks_is_a_clear_error(harness: Harness) -> None:
