@@ -6,6 +6,7 @@
 // Prints five lines: the Node.js version, npm's version, engines.node (empty when absent),
 // "build" when package.json has a build script (else empty), and why the build cannot go on
 // (empty when it can). A package.json that is not a JSON object prints why and exits 1.
+// run-script.js --info gives the same, from the process that runs the build scripts later.
 "use strict";
 
 const fs = require("fs");
@@ -35,13 +36,13 @@ function satisfies(wanted) {
   return Boolean(range) && require("semver/functions/satisfies")(process.version, range);
 }
 
-function main(file) {
+// { ok, text }: the five lines, or why package.json cannot be read.
+function packageInfo(file) {
   let pkg;
   try {
     pkg = readPackage(file);
   } catch (error) {
-    process.stdout.write(`${error.message}\n`);
-    return 1;
+    return { ok: false, text: `${error.message}\n` };
   }
   const have = process.version.replace(/^v/, "");
   let npm = "(not found)";
@@ -58,8 +59,13 @@ function main(file) {
     wanted && !satisfies(wanted)
       ? `package.json asks for Node.js ${wanted} (engines.node) but this image has Node.js ${have}`
       : "";
-  process.stdout.write([have, npm, wanted, build, problem].join("\n") + "\n");
-  return 0;
+  return { ok: true, text: [have, npm, wanted, build, problem].join("\n") + "\n" };
 }
 
-process.exitCode = main(process.argv[2] || "package.json");
+module.exports = { packageInfo };
+
+if (require.main === module) {
+  const info = packageInfo(process.argv[2] || "package.json");
+  process.stdout.write(info.text);
+  process.exitCode = info.ok ? 0 : 1;
+}
