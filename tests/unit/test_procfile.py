@@ -229,6 +229,40 @@ def test_failing_app_json_health_check_blocks_the_switch(
     assert app.current_release is not None and app.current_release.version == 1
 
 
+@pytest.mark.parametrize("change", ["config", "rollback"])
+def test_the_release_health_checks_gate_config_changes_and_rollbacks_too(
+    session: Session,
+    app: App,
+    adapters: Adapters,
+    settings: Settings,
+    sent: RecordingSender,
+    change: str,
+) -> None:
+    check = {"path": "/health", "timeout": 1, "attempts": 2, "wait": 0}
+    files = with_app_json({"healthchecks": {"web": [check]}})
+    for _ in range(2):
+        assert deploy(session, app, adapters, settings, files).state == "succeeded"
+    [old] = live(session, app)
+    assert app.current_release is not None
+    assert app.current_release.health_checks == [
+        {"path": "/health", "timeout": 1.0, "attempts": 2, "wait": 0.0, "initial_delay": 0.0}
+    ]
+
+    phases(adapters).failing_paths = {"/health"}  # what the new instances answer now
+    if change == "config":
+        release = releases.change_config(session, app, {"FEATURE": "on"})
+    else:
+        release = releases.rollback(session, app, 1)
+    session.commit()
+    assert release is not None and release.health_checks == app.current_release.health_checks
+    with pytest.raises(instances.StartFailed, match="app.json health check GET /health"):
+        deploys.run_roll(session, app.id, release.id, adapters, settings)
+    session.rollback()
+    assert [i.id for i in live(session, app)] == [old.id]
+    assert router(adapters).routes[0].upstreams == [old.host_port]
+    assert app.current_release.version == 2
+
+
 def test_malformed_app_json_fails_the_build_and_unknown_keys_warn(
     session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -29,6 +29,11 @@ class Release(Base):
     # Plain JSON (not mutable): a release never changes once written.
     config: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     process_types: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # app.json's startup checks of the build (appjson.HealthCheck fields): every roll onto the
+    # release, deploy, config change, rollback or scale, runs them on each new web instance.
+    health_checks: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
     description: Mapped[str] = mapped_column(Text, default="")
     deploy_id: Mapped[int | None] = mapped_column(
         ForeignKey("deploys.id", use_alter=True, ondelete="SET NULL")

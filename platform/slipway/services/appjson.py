@@ -7,7 +7,7 @@ each with a warning line for the build log, so an app.json written for another p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from slipway.services.archives import PROCESS_TYPE
@@ -44,6 +44,13 @@ class HealthCheck:
 
     def describe(self) -> str:
         return f"GET {self.path} ({self.attempts} attempts of {self.timeout:g} s)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HealthCheck:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)

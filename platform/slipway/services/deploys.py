@@ -207,6 +207,7 @@ def _pipeline(
         config=config,
         process_types=output.process_types,
         description=_describe(deploy),
+        health_checks=[check.to_dict() for check in output.app_json.web_checks],
         deploy_id=deploy.id,
     )
     deploy.release_id = release.id
@@ -214,7 +215,7 @@ def _pipeline(
     session.commit()
     log(f"-----> Released v{release.version}")
     _set_state(session, deploy, STARTING)
-    instances.roll(session, adapters, settings, app, release, log, output.app_json.web_checks)
+    instances.roll(session, adapters, settings, app, release, log)
     if first and output.app_json.postdeploy:
         _postdeploy(adapters, settings, app, release, output.app_json.postdeploy, log)
     _succeed(session, deploy, release)

@@ -358,22 +358,26 @@ def drain(
 # ----------------------------------------------------------------------------- roll and scale
 
 
+def web_checks(release: Release) -> tuple[HealthCheck, ...]:
+    """The app.json startup checks the release was built with."""
+    return tuple(HealthCheck.from_dict(check) for check in release.health_checks or [])
+
+
 def roll(
-    session: Session,
-    adapters: Adapters,
-    settings: Settings,
-    app: App,
-    release: Release,
-    log: Log,
-    checks: Sequence[HealthCheck] = (),
+    session: Session, adapters: Adapters, settings: Settings, app: App, release: Release, log: Log
 ) -> None:
-    """Run the app's formation on ``release`` and retire everything else (zero downtime)."""
+    """Run the app's formation on ``release`` and retire everything else (zero downtime).
+
+    New web instances must pass the release's app.json health checks, whatever made the roll:
+    a deploy, a config change or a rollback.
+    """
     old = running_instances(session, app)
     wanted = [
         (process_type, index)
         for process_type, count in formation_plan(app, release, log)
         for index in range(1, count + 1)
     ]
+    checks = web_checks(release)
     new = start_group(session, adapters, settings, app, release, wanted, log, checks)
     switch_and_drain(session, adapters, settings, app, release, new, old, log)
 
@@ -395,7 +399,8 @@ def scale_to_formation(
         used = {i.index for i in have[:count]}
         free = (n for n in range(1, MAX_PER_TYPE * 2) if n not in used)
         missing += [(process_type, next(free)) for _ in range(count - len(have[:count]))]
-    new = start_group(session, adapters, settings, app, release, sorted(missing), log)
+    checks = web_checks(release)
+    new = start_group(session, adapters, settings, app, release, sorted(missing), log, checks)
     switch_and_drain(session, adapters, settings, app, release, new, extra, log)
 
 

@@ -55,6 +55,7 @@ def create_release(
     config: dict[str, str],
     process_types: dict[str, str],
     description: str,
+    health_checks: list[dict[str, Any]] | None = None,
     deploy_id: int | None = None,
 ) -> Release:
     """Write release v(N+1) of the app; the caller decides when instances move onto it."""
@@ -65,6 +66,7 @@ def create_release(
         stack=stack,
         config=dict(config),
         process_types=dict(process_types),
+        health_checks=list(health_checks or []),
         description=description,
         deploy_id=deploy_id,
     )
@@ -102,6 +104,7 @@ def rollback(session: Session, app: App, version: object) -> Release:
         stack=target.stack,
         config=target.config,
         process_types=target.process_types,
+        health_checks=target.health_checks,
         description=f"Rollback to v{version}",
     )
     app.config = dict(target.config)
@@ -130,6 +133,7 @@ def change_config(session: Session, app: App, changes: object) -> Release | None
         stack=current.stack,
         config=config,
         process_types=current.process_types,
+        health_checks=current.health_checks,
         description=_describe(checked),
     )
     enqueue(session, ROLL_TASK, app.id, release.id)
