@@ -16,7 +16,7 @@ import requests
 from sqlalchemy import select
 
 from slipway.models import Event
-from slipway.services import instances
+from slipway.services import instances, releases
 from slipway.services.routing import routes_from_db
 from tests.integration import test_pipeline
 from tests.integration.test_pipeline import REQUEST_TIMEOUT, Platform
@@ -111,3 +111,23 @@ def test_a_failing_app_json_health_check_blocks_the_switch(platform: Platform) -
     assert "version one" in platform.via_router().text
     assert platform.app.current_release is not None
     assert platform.app.current_release.version == 1
+
+
+def test_the_release_health_checks_gate_a_config_change_too(platform: Platform) -> None:
+    # The page comes from $SITE_DIR when set: a config change can make /health disappear.
+    web = "web: exec python3 -m http.server $PORT --bind 0.0.0.0 --directory ${SITE_DIR:-.}\n"
+    check = {"type": "startup", "path": "/health", "timeout": 2, "attempts": 2, "wait": 0}
+    first = platform.deploy(site("one", web, {"healthchecks": {"web": [check]}}))
+    assert first.state == "succeeded", (first.error, Path(first.log_path).read_text())
+    [old] = platform.live()
+
+    broken = releases.change_config(platform.session, platform.app, {"SITE_DIR": "/tmp"})
+    platform.session.commit()
+    assert broken is not None
+    with pytest.raises(instances.StartFailed, match="app.json health check GET /health"):
+        platform.run_rolls()
+    platform.session.rollback()
+    assert [i.id for i in platform.live()] == [old.id]
+    assert "version one" in platform.via_router().text
+    kinds = platform.session.scalars(select(Event.type).order_by(Event.id)).all()
+    assert kinds[-1] == "deploy_failed"
