@@ -296,6 +296,28 @@ def test_python_app_builds_and_answers(harness: Harness) -> None:
     assert "gunicorn wsgi:app" in log
 
 
+def test_second_python_build_with_the_same_requirements_comes_from_the_cache(
+    harness: Harness, tmp_path: Path
+) -> None:
+    harness.cache = tmp_path / "cache"  # empty: the first build has to run pip
+    harness.cache.mkdir()
+    layout.chown_tree(harness.cache)
+
+    result, first_lines, first = harness.build("python", "build-python")
+    _assert_built(result, first_lines)
+    assert "-----> Installing requirements.txt" in first_lines
+
+    result, lines, second = harness.build("python", "build-python")
+    _assert_built(result, lines)
+    assert (
+        "-----> Installing requirements.txt (unchanged: the virtualenv from the build cache)"
+        in lines
+    )
+    assert _tree(second / ".venv") == _tree(first / ".venv")
+    instance = harness.run(second, "run-python", "python")
+    assert harness.get(instance).text == "hello from flask in python\n"
+
+
 def test_static_site_serves_public_only(harness: Harness) -> None:
     result, lines, output = harness.build("static", "build-static")
     _assert_built(result, lines)
