@@ -28,7 +28,7 @@ APP_PORT = 5000  # PORT inside every instance; the host side is a free port on 1
 LOG_FILE = "/mnt/log/app.log"
 RUN_DIRS = ("app", "home", "log", "notifications", "tmp")
 SLUG_SUFFIX = ".tar.zst"
-SLUG_COMPRESSOR = "zstd -3 -T0 -q"  # zstd's default level, on every core
+SLUG_COMPRESSOR = "zstd --fast=1 -T0 -q"  # fast beats small here: on every deploy's path
 TAR_TIMEOUT = 600  # seconds; packing or unpacking a 2 GB slug takes well under a minute
 
 
