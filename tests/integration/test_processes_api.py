@@ -106,6 +106,9 @@ def app(running_platform: Platform) -> str:
 def test_processes_show_supervisor_state_pid_and_uptime(
     running_platform: Platform, app: str
 ) -> None:
+    # supervisord says STARTING for its startsecs (1 s) after the start, and a deploy can end
+    # sooner than that: the instance is live as soon as it answers.
+    wait_until(lambda: web_process(running_platform, app)["state"] == "RUNNING", 10, "RUNNING")
     web = web_process(running_platform, app)
     assert web["state"] == "RUNNING" and web["instance_state"] == "live"
     assert isinstance(web["pid"], int) and web["pid"] > 1
