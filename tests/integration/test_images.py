@@ -249,12 +249,17 @@ def test_node_build_script_gets_the_environment_npm_gives_it(harness: Harness) -
     assert comparable(_env(ours, "build")) == comparable(_env(theirs, "other"))
 
 
+def _empty_cache(harness: Harness, tmp_path: Path) -> None:
+    """Give the harness's builds a build cache of their own, empty (and mop's)."""
+    harness.cache = tmp_path / "cache"
+    harness.cache.mkdir()
+    layout.chown_tree(harness.cache)
+
+
 def test_second_node_build_with_the_same_lockfile_comes_from_the_cache(
     harness: Harness, tmp_path: Path
 ) -> None:
-    harness.cache = tmp_path / "cache"  # empty: the first build has to run npm
-    harness.cache.mkdir()
-    layout.chown_tree(harness.cache)
+    _empty_cache(harness, tmp_path)  # the first build has to run npm
 
     result, first_lines, first = harness.build("node", "build-node")
     _assert_built(result, first_lines)
@@ -299,9 +304,7 @@ def test_python_app_builds_and_answers(harness: Harness) -> None:
 def test_second_python_build_with_the_same_requirements_comes_from_the_cache(
     harness: Harness, tmp_path: Path
 ) -> None:
-    harness.cache = tmp_path / "cache"  # empty: the first build has to run pip
-    harness.cache.mkdir()
-    layout.chown_tree(harness.cache)
+    _empty_cache(harness, tmp_path)  # the first build has to run pip
 
     result, first_lines, first = harness.build("python", "build-python")
     _assert_built(result, first_lines)
