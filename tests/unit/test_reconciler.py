@@ -17,7 +17,7 @@ from slipway.models import App, Deploy, Event
 from slipway.runtime.base import InstanceSpec, Limits
 from slipway.services import deploys, instances, reconciler
 from slipway.services.builds import LABEL_DEPLOY
-from tests.fakes import RecordingSender
+from tests.fakes import BuildingRuntime, RecordingSender
 from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
     STATIC,
     adapters,
@@ -168,6 +168,13 @@ def test_queued_deploys_wait_for_a_worker(
     assert session.get(Deploy, queued.id).error == reconciler.NEVER_PICKED  # type: ignore[union-attr]
 
 
+def republish(fake: BuildingRuntime, container_id: str, port: int) -> None:
+    """What `docker restart` (or a dockerd restart) does: the same container, a new port."""
+    fake.containers[container_id] = dataclasses.replace(
+        fake.containers[container_id], host_port=port
+    )
+
+
 def test_a_restarted_container_on_a_new_port_is_followed_and_routed(
     session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
 ) -> None:
@@ -177,8 +184,7 @@ def test_a_restarted_container_on_a_new_port_is_followed_and_routed(
     assert instance.container_id
     # `docker restart`: the same container comes back on another free port, and the collector
     # saw it die, so the instance was marked crashed.
-    moved = dataclasses.replace(fake.containers[instance.container_id], host_port=40999)
-    fake.containers[instance.container_id] = moved
+    republish(fake, instance.container_id, 40999)
     instance.state = "crashed"
     session.commit()
 
@@ -203,8 +209,7 @@ def test_a_stopped_process_stays_stopped_when_docker_restarts_its_container(
 
     # A host restart: Docker starts the container again, on a new port, and supervisord in it
     # starts the program again.
-    moved = dataclasses.replace(fake.containers[instance.container_id], host_port=41999)
-    fake.containers[instance.container_id] = moved
+    republish(fake, instance.container_id, 41999)
     assert reconciler.reconcile(session, adapters, settings).restarted == []
 
     session.refresh(instance)
