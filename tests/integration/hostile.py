@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import secrets
 import stat
@@ -87,7 +88,7 @@ def planted() -> Iterator[Secrets]:
     text.write_text(line + "\n")
     text.chmod(0o600)
     data = root / "1-web-oom.json"
-    data.write_text('{"event": "oom", "process": "web", "detail": "%s"}\n' % note)
+    data.write_text(json.dumps({"event": "oom", "process": "web", "detail": note}) + "\n")
     data.chmod(0o600)
     try:
         yield Secrets(text, data, root, (line, note))
