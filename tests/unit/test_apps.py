@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +229,83 @@ def test_a_name_taken_between_the_check_and_the_insert_is_a_conflict(
     assert [a.name for a in apps.list_apps(session, owner(session, "root", admin=True))] == [
         "hello"
     ]
+
+
+# ------------------------------------------------------------------------ what goes with an app
+
+
+def plant_app_files(settings: Settings, app: App, adapters: Adapters, outside: Path) -> list[Path]:
+    """Files of every kind an app leaves on the host, the cache with links pointing outside."""
+    from slipway.models import Deploy
+    from slipway.services import logs
+    from slipway.services.deploys import log_dir
+
+    cache = settings.cache_dir / app.name
+    (cache / "venv" / "site-packages").mkdir(parents=True)
+    (cache / "venv" / "site-packages" / "evil.pth").write_text("import os\n")
+    (cache / "to-outside").symlink_to(outside)
+    (cache / "venv" / "to-outside-file").symlink_to(outside / "keep.txt")
+    repo = settings.git_dir / f"{app.name}.git"
+    (repo / "objects").mkdir(parents=True)
+    (repo / "HEAD").write_text("ref: refs/heads/main\n")
+    kept = settings.old_logs_dir / logs.app_key(app) / "1-web.1-v1-1" / "log"
+    kept.mkdir(parents=True)
+    (kept / "app.log").write_text("old line\n")
+    deploy_log = log_dir(settings) / "41.log"
+    deploy_log.parent.mkdir(parents=True, exist_ok=True)
+    deploy_log.write_text("-----> Building\n")
+    source = adapters.artifacts.save_source(app.name, io.BytesIO(b"tgz"), 100)
+    app.deploys.append(
+        Deploy(
+            state="failed", source_kind="tarball", source_path=str(source), log_path=str(deploy_log)
+        )
+    )
+    slug = adapters.artifacts.new_slug_path(app.name)
+    slug.write_bytes(b"slug")
+    return [cache, repo, kept.parent.parent, deploy_log, slug, source]
+
+
+def test_deleting_an_app_removes_its_cache_repository_logs_and_artifacts(
+    session: Session, settings: Settings, adapters: Adapters, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the app's")
+    app = apps.create_app(session, owner(session), "hello", settings)
+    planted = plant_app_files(settings, app, adapters, outside)
+    session.flush()
+
+    apps.delete_app(session, app, adapters, settings)
+    session.commit()
+
+    assert [p for p in planted if p.exists() or p.is_symlink()] == []
+    assert (outside / "keep.txt").read_text() == "not the app's"  # links were not followed
+
+
+def test_a_new_app_with_a_freed_name_starts_without_leftover_files(
+    session: Session, settings: Settings
+) -> None:
+    # A removal cut short (the platform died half-way) left the cache and repository behind.
+    (settings.cache_dir / "hello" / "venv").mkdir(parents=True)
+    (settings.cache_dir / "hello" / "venv" / "evil.pth").write_text("import os\n")
+    (settings.git_dir / "hello.git").mkdir(parents=True)
+
+    apps.create_app(session, owner(session, "bob"), "hello", settings)
+
+    assert not (settings.cache_dir / "hello").exists()
+    assert not (settings.git_dir / "hello.git").exists()
+
+
+def test_deleting_an_app_whose_deploy_keeps_running_is_a_conflict(
+    session: Session, settings: Settings, adapters: Adapters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.services.deploys import app_lock
+
+    app = apps.create_app(session, owner(session), "hello", settings)
+    session.commit()
+    monkeypatch.setattr(apps, "DESTROY_WAIT", 0.5)
+    monkeypatch.setattr(apps, "LOCK_POLL", 0.2)
+    with app_lock(settings, app.id, 1), pytest.raises(Conflict, match="still running"):
+        apps.delete_app(session, app, adapters, settings)
+    session.rollback()
+    assert session.scalars(select(App.name)).all() == ["hello"]

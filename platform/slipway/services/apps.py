@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from slipway.models import App, Deploy, Instance, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
 from slipway.runtime.base import LABEL_APP, Limits
+from slipway.services import app_files, logs
 from slipway.services.errors import Conflict, Invalid, NotFound
 from slipway.services.routing import routes_from_db
 
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 # A DNS label (RFC 1123), starting with a letter so it never looks like a number or an address.
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+DESTROY_WAIT = 60.0  # seconds a destroy waits for the app's running deploy to stop
+LOCK_POLL = 1.0
 NAME_RULE = (
     "An app name is a DNS label: 1 to 63 lowercase letters, digits or dashes, "
     "starting with a letter and not ending with a dash."
@@ -46,6 +51,8 @@ def create_app(session: Session, owner: User, name: object, settings: Settings) 
         session.flush()
     except IntegrityError as exc:  # created by another request between the check and here
         raise Conflict(f"An app named {checked!r} already exists.") from exc
+    # A name freed by an earlier app starts empty, even if its removal was cut short.
+    app_files.remove_app_files(settings, checked)
     return app
 
 
@@ -175,20 +182,52 @@ def _view(
 
 
 def delete_app(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:
-    """Stop the app's containers (builds included), free its volumes, drop its route, forget it."""
+    """Remove the app and everything that belongs to it.
+
+    Its containers (builds and one-off runs included) are stopped, its running deploy is
+    waited for (stopping its build makes it end), then its instances' volumes, route, sources,
+    slugs, build cache, git repository and logs go; releases, deploys, events and webhooks go
+    with its row. A new app of the same name starts empty.
+    """
+    from slipway.services.deploys import log_dir
+
+    _stop_deploying(app, adapters, settings)
+    for instance in app.instances:
+        adapters.volumes.destroy(instance.volume_name)
+    deploy_logs = [Path(d.log_path) for d in app.deploys if d.log_path]
+    log_folder = logs.app_key(app)
+    session.delete(app)
+    session.flush()
+    adapters.router.apply(routes_from_db(session))
+    adapters.artifacts.delete_app(app.name)
+    app_files.remove_app_files(settings, app.name, log_folder)
+    app_files.remove_files(deploy_logs, log_dir(settings))
+
+
+def _stop_deploying(app: App, adapters: Adapters, settings: Settings) -> None:
+    """Stop the app's containers until no deploy of it holds the app's lock.
+
+    A deploy whose build or instances are stopped under it fails and lets go of the lock; one
+    that is still queued finds its row gone and does nothing. Past the deadline, Conflict.
+    """
+    from slipway.services.deploys import app_lock
     from slipway.services.instances import platform_labels
 
     # Only this platform's containers: another platform on the same engine may have an app
     # of the same name.
     labels = {**platform_labels(settings), LABEL_APP: app.name}
-    for container in adapters.runtime.list(labels=labels):
-        adapters.runtime.stop(container.container_id)
-    for instance in app.instances:
-        adapters.volumes.destroy(instance.volume_name)
-    session.delete(app)
-    session.flush()
-    adapters.router.apply(routes_from_db(session))
-    adapters.artifacts.delete_app(app.name)
+    deadline = time.monotonic() + DESTROY_WAIT
+    while True:
+        for container in adapters.runtime.list(labels=labels):
+            adapters.runtime.stop(container.container_id)
+        try:
+            with app_lock(settings, app.id, LOCK_POLL):
+                return
+        except Conflict:
+            if time.monotonic() >= deadline:
+                raise Conflict(
+                    f"A deploy of {app.name} is still running; destroy the app again in a minute."
+                ) from None
 
 
 # ----------------------------------------------------------------------------- app settings
