@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
+from slipway.dashboard import security
 from slipway.db import session_scope, upgrade_database
 from slipway.models import App, Deploy, Instance, Release
 from slipway.models.event import Event
@@ -50,7 +51,7 @@ class Dash:
 
     def signed_in(self) -> bool:
         with self.client.session_transaction() as session:
-            return "user_id" in session
+            return security.SESSION_KEY in session
 
     def post(self, path: str, data: dict[str, Any] | None = None, **kw: Any) -> TestResponse:
         return self.client.post(path, data={"csrf_token": self.csrf(), **(data or {})}, **kw)
@@ -164,6 +165,79 @@ def test_unknown_token_is_refused(dash: Dash) -> None:
     response = dash.post("/signin", {"method": "token", "token": "slw_nope"})
     assert response.status_code == 401
     assert "token is not valid" in response.get_data(as_text=True)
+
+
+def copy_of_cookie(dash: Dash) -> FlaskClient:
+    """A second browser holding a copy of the first one's session cookie."""
+    cookie = dash.client.get_cookie("slipway_session")
+    assert cookie is not None
+    thief = dash.client.application.test_client()
+    thief.set_cookie("slipway_session", cookie.value)
+    return thief
+
+
+def test_a_copied_cookie_stops_working_at_sign_out(dash: Dash) -> None:
+    dash.sign_in("alice")
+    thief = copy_of_cookie(dash)
+    assert thief.get("/").status_code == 200  # the copy works while the session lives
+    dash.post("/signout")
+    assert thief.get("/").status_code == 302
+    assert thief.get("/").headers["Location"].startswith("/signin")
+
+
+def test_a_password_change_ends_the_users_other_sessions_but_not_this_one(dash: Dash) -> None:
+    dash.post("/signin", {"username": "alice", "password": PASSWORD})
+    elsewhere = dash.client.application.test_client()
+    page = elsewhere.get("/signin").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    signed = elsewhere.post(
+        "/signin", data={"csrf_token": token.group(1), "username": "alice", "password": PASSWORD}
+    )
+    assert signed.status_code == 302 and elsewhere.get("/").status_code == 200
+    new = "another horse battery"
+    changed = dash.post("/account/password", {"current": PASSWORD, "new": new, "confirm": new})
+    assert changed.status_code == 302
+    assert dash.client.get("/").status_code == 200
+    assert elsewhere.get("/").status_code == 302
+
+
+def test_deleting_a_user_ends_their_sessions(dash: Dash) -> None:
+    dash.sign_in("bob")
+    dash.query(lambda s: s.delete(s.scalars(select(users.User).filter_by(username="bob")).one()))
+    assert dash.client.get("/").status_code == 302
+
+
+def test_sign_in_is_throttled_per_username_without_telling_whether_it_exists(dash: Dash) -> None:
+    for _ in range(sessions.MAX_FAILURES_PER_USERNAME):
+        assert dash.post("/signin", {"username": "alice", "password": "nope"}).status_code == 401
+    for name, password in (("alice", PASSWORD), ("alice", "nope")):
+        refused = dash.post("/signin", {"username": name, "password": password})
+        assert refused.status_code == 429 and "Too many failed sign-ins" in refused.text
+        assert not dash.signed_in()
+    for _ in range(sessions.MAX_FAILURES_PER_USERNAME):
+        dash.post("/signin", {"username": "nobody", "password": "nope"})
+    unknown = dash.post("/signin", {"username": "nobody", "password": "nope"})
+    assert unknown.status_code == 429 and unknown.text == refused.text.replace("alice", "nobody")
+    dash.post("/signin", {"username": "bob", "password": "nope"})  # another name still tries
+    assert dash.post("/signin", {"username": "bob", "password": "nope"}).status_code == 401
+
+
+def test_sign_in_is_throttled_per_address(dash: Dash) -> None:
+    for n in range(sessions.MAX_FAILURES_PER_ADDRESS):
+        dash.post("/signin", {"username": f"user{n}", "password": "nope"})
+    refused = dash.post("/signin", {"method": "token", "token": dash.tokens["alice"]})
+    assert refused.status_code == 429 and not dash.signed_in()
+    other = dash.client.application.test_client()
+    page = other.get("/signin", environ_base={"REMOTE_ADDR": "10.0.0.9"}).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf is not None
+    fine = other.post(
+        "/signin",
+        data={"csrf_token": csrf.group(1), "method": "token", "token": dash.tokens["alice"]},
+        environ_base={"REMOTE_ADDR": "10.0.0.9"},
+    )
+    assert fine.status_code == 302
 
 
 def test_admin_signs_in_with_the_admin_token_and_sees_every_app(dash: Dash) -> None:

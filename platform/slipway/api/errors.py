@@ -20,6 +20,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.Throttled: 429,
     errors.Unavailable: 503,
 }
 

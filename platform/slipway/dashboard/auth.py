@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -21,10 +20,10 @@ from slipway.dashboard import bp, security
 from slipway.dashboard.context import db, settings_of, transactional
 from slipway.models import User
 from slipway.services import sessions, users
-from slipway.services.errors import SlipwayError
+from slipway.services.errors import SlipwayError, Throttled
 
 PUBLIC_ENDPOINTS = frozenset({"dashboard.sign_in", "dashboard.static"})
-SESSION_LIFETIME = timedelta(days=7)
+SESSION_LIFETIME = sessions.SESSION_LIFETIME
 
 
 @bp.record_once
@@ -52,8 +51,7 @@ def _require_sign_in() -> Response | None:
     security.check_csrf()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    user_id = security.signed_in_user_id()
-    user = db().get(User, user_id) if user_id is not None else None
+    user = sessions.session_user(db(), security.session_key())
     if user is None:
         security.sign_out()
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
@@ -79,37 +77,48 @@ def safe_next(target: str | None) -> str:
 def sign_in() -> Response | str:
     next_url = request.args.get("next")
     if request.method == "GET":
-        if security.signed_in_user_id() is not None:
+        if sessions.session_user(db(), security.session_key()) is not None:
             return redirect(safe_next(next_url))
         return render_template("dashboard/sign_in.html", next=next_url, username="")
-    user = _authenticate()
+    user, status = _authenticate()
     if user is None:
+        # The failure's record must outlast this error answer (which rolls back): the throttle
+        # counts it.
+        db().commit()
         username = request.form.get("username", "")
-        return render_template("dashboard/sign_in.html", next=next_url, username=username), 401  # type: ignore[return-value]
-    security.sign_in(user.id)
+        page = render_template("dashboard/sign_in.html", next=next_url, username=username)
+        return page, status  # type: ignore[return-value]
+    security.sign_in(sessions.start_session(db(), user))
     return redirect(safe_next(next_url))
 
 
-def _authenticate() -> User | None:
-    """The user named by the form (password or token), flashing why when there is none."""
+def _authenticate() -> tuple[User | None, int]:
+    """The user named by the form (password or token), or why not: flashed, with a status."""
     form = request.form
-    if form.get("method") == "token":
-        user = users.authenticate_token(db(), form.get("token", "").strip())
-        if user is None:
-            flash("That token is not valid.", "error")
-        return user
+    address = request.remote_addr or ""
     try:
-        return sessions.authenticate_password(
-            db(), form.get("username", ""), form.get("password", "")
-        )
+        if form.get("method") == "token":
+            sessions.check_throttle(db(), "", address)
+            user = users.authenticate_token(db(), form.get("token", "").strip())
+            if user is None:
+                sessions.record_failure(db(), "", address)
+                flash("That token is not valid.", "error")
+                return None, 401
+            return user, 200
+        user = sessions.sign_in(db(), form.get("username", ""), form.get("password", ""), address)
+        return user, 200
+    except Throttled as exc:
+        flash(str(exc), "error")
+        return None, 429
     except SlipwayError as exc:
         flash(str(exc), "error")
-        return None
+        return None, 401
 
 
 @bp.route("/signout", methods=["POST"])
 @transactional
 def sign_out() -> Response:
+    sessions.end_session(db(), security.session_key())
     security.sign_out()
     flash("You are signed out.", "info")
     return redirect(url_for("dashboard.sign_in"))
@@ -124,7 +133,13 @@ def change_password() -> Response | str:
         if form.get("new", "") != form.get("confirm", ""):
             flash("The two new passwords are not the same.", "error")
         else:
-            sessions.change_password(db(), user, form.get("current", ""), form.get("new", ""))
+            sessions.change_password(
+                db(),
+                user,
+                form.get("current", ""),
+                form.get("new", ""),
+                keep_session=security.session_key(),
+            )
             flash("Your password is saved.", "success")
             return redirect(url_for("dashboard.apps"))
     return render_template(

@@ -16,6 +16,7 @@ from flask import abort, request, session
 SECRET_KEY_FILE = "dashboard-secret-key"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+SESSION_KEY = "session_key"
 
 
 def load_secret_key(data_dir: Path) -> str:
@@ -65,10 +66,14 @@ def check_csrf() -> None:
         abort(400, description="This form has expired or did not come from Slipway. Try again.")
 
 
-def sign_in(user_id: int) -> None:
-    """Start a fresh signed-in session (a new CSRF token too, against session fixation)."""
+def sign_in(session_key: str) -> None:
+    """Start a fresh signed-in session (a new CSRF token too, against session fixation).
+
+    The cookie holds only the key of a server-side session (``services/sessions.py``): ending
+    that session on the server signs the cookie out, wherever it was copied.
+    """
     session.clear()
-    session["user_id"] = user_id
+    session[SESSION_KEY] = session_key
     session.permanent = True
     csrf_token()
 
@@ -77,6 +82,6 @@ def sign_out() -> None:
     session.clear()
 
 
-def signed_in_user_id() -> int | None:
-    value = session.get("user_id")
-    return value if isinstance(value, int) else None
+def session_key() -> str | None:
+    value = session.get(SESSION_KEY)
+    return value if isinstance(value, str) and value else None

@@ -6,19 +6,21 @@ from slipway.models.deploy import Deploy
 from slipway.models.event import Event
 from slipway.models.instance import Instance
 from slipway.models.release import Release
-from slipway.models.user import ApiToken, User
+from slipway.models.user import ApiToken, DashboardSession, SignInFailure, User
 from slipway.models.webhook import Delivery, DeliveryAttempt, Webhook
 
 __all__ = [
     "ApiToken",
     "App",
     "Base",
+    "DashboardSession",
     "Delivery",
     "DeliveryAttempt",
     "Deploy",
     "Event",
     "Instance",
     "Release",
+    "SignInFailure",
     "User",
     "Webhook",
 ]

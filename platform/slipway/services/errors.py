@@ -31,5 +31,9 @@ class TooLarge(SlipwayError):
     pass
 
 
+class Throttled(SlipwayError):
+    """Too many attempts (failed sign-ins) in a short time; try again later."""
+
+
 class Unavailable(SlipwayError):
     """An outside system (Docker, Redis, nginx) cannot be reached."""
