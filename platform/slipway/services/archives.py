@@ -1,13 +1,18 @@
 """Uploaded source archives: copy with a size cap, check every entry, extract safely.
 
 An upload is untrusted. Before anything is written to disk outside the artifact store, every entry
-of the ``.tar.gz`` is checked: no absolute paths, no ``..``, no links leaving the archive, no
-devices or fifos. Extraction then goes through the standard library's ``data`` filter as a second
-line of defence. A GitHub-style archive (one top-level directory) is unwrapped.
+of the ``.tar.gz`` is checked: no absolute paths, no ``..``, no links that point out of the
+archive as written, no devices or fifos. Those checks compare text, so they are only early,
+friendly errors; the guard is the extraction itself (:mod:`slipway.services.untar`), which goes
+through directory descriptors and never follows a link on the host. The Procfile and app.json
+are read the same way (:mod:`slipway.beneath`): a link, even one pointing inside the tree, is
+refused. A GitHub-style archive (one top-level directory) is unwrapped.
 """
 
 from __future__ import annotations
 
+import errno
+import gzip
 import json
 import os
 import posixpath
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from slipway import beneath
 from slipway.services.errors import Invalid, TooLarge
 from slipway.services.untar import safe_extract
 
@@ -144,8 +150,17 @@ def _single_prefix(names: list[str]) -> str | None:
 # ----------------------------------------------------------------------------- extracting
 
 
-def extract_archive(path: Path, target: Path, max_unpacked: int | None = None) -> ArchiveInfo:
-    """Check, then extract the archive into ``target`` (unwrapping a single top directory)."""
+def extract_archive(
+    path: Path,
+    target: Path,
+    max_unpacked: int | None = None,
+    owner: tuple[int, int] | None = None,
+) -> ArchiveInfo:
+    """Check, then extract the archive into ``target`` (unwrapping a single top directory).
+
+    ``owner`` (uid, gid) owns what is extracted. :class:`~slipway.services.untar.NoSpace` when
+    ``target``'s filesystem fills up: a write error is never reported as a bad archive.
+    """
     info = inspect_archive(path, max_unpacked)
     target.mkdir(parents=True, exist_ok=True)
 
@@ -154,8 +169,16 @@ def extract_archive(path: Path, target: Path, max_unpacked: int | None = None) -
     def strip(name: str) -> str:
         return name if prefix is None else _strip(name, prefix)
 
-    with _open(path) as tar:
-        safe_extract(tar, target, rename=strip)
+    try:
+        tar = tarfile.open(path, "r:gz")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise Invalid(NOT_AN_ARCHIVE) from exc
+    # Not _open: an OSError here is the target's (a full volume), not a damaged archive.
+    with tar:
+        try:
+            safe_extract(tar, target, rename=strip, owner=owner)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise Invalid(NOT_AN_ARCHIVE) from exc
     return info
 
 
@@ -167,13 +190,16 @@ def _strip(name: str, prefix: str) -> str:
 # ----------------------------------------------------------------------------- app metadata
 
 
+MAX_METADATA_BYTES = 1024 * 1024  # Procfile, app.json
+
+
 def read_procfile(source: Path) -> dict[str, str]:
     """Process types from ``Procfile`` (``name: command`` per line); empty without one."""
-    path = source / "Procfile"
-    if not path.is_file():
+    data = read_source_file(source, "Procfile")
+    if data is None:
         return {}
     types: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, raw in enumerate(data.decode(errors="replace").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -189,11 +215,11 @@ def read_procfile(source: Path) -> dict[str, str]:
 
 def read_app_json(source: Path) -> dict[str, Any]:
     """The parsed ``app.json`` if present (an object), else an empty dict."""
-    path = source / "app.json"
-    if not path.is_file():
+    raw = read_source_file(source, "app.json")
+    if raw is None:
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode())
     except json.JSONDecodeError as exc:
         raise Invalid(f"app.json is not valid JSON (line {exc.lineno}: {exc.msg}).") from exc
     except (ValueError, UnicodeDecodeError) as exc:
@@ -201,6 +227,28 @@ def read_app_json(source: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("app.json must contain a JSON object.")
     return data
+
+
+def read_source_file(source: Path, name: str) -> bytes | None:
+    """The bytes of ``name`` at the top of an unpacked source, None when it has none.
+
+    Read beneath ``source`` with no link followed: a link (wherever it points), a directory or
+    a file over 1 MB is refused, and the message says only that, never what it leads to.
+    """
+    try:
+        root = beneath.open_root(source)
+    except FileNotFoundError:
+        return None
+    try:
+        return beneath.read_small(root, name, MAX_METADATA_BYTES)
+    except FileNotFoundError:
+        return None
+    except beneath.Refused as exc:
+        if exc.errno == errno.EFBIG:
+            raise Invalid(f"The {name} is larger than {_human(MAX_METADATA_BYTES)}.") from exc
+        raise Invalid(f"The {name} must be a regular file, not a link or a directory.") from exc
+    finally:
+        os.close(root)
 
 
 def remove_quietly(path: Path) -> None:
