@@ -481,3 +481,55 @@ def test_anyone_makes_another_token_for_themselves(api: Api) -> None:
     me = api.call("GET", "/user", None, headers={"Authorization": f"Bearer {token}"})
     assert me.get_json()["username"] == "bob"
     assert api.call("POST", "/user/tokens", "bob").status_code == 201  # no body: no name
+
+
+# ----------------------------------------------------------------------------- users and tokens
+
+
+def test_tokens_are_listed_without_secrets_and_a_revoked_one_is_refused_at_once(api: Api) -> None:
+    made = api.call("POST", "/user/tokens", json={"name": "ci"}).get_json()
+    listed = api.call("GET", "/user/tokens").get_json()
+    assert [t["name"] for t in listed] == ["", "ci"]
+    assert made["token"] not in str(listed) and api.tokens["alice"] not in str(listed)
+    assert set(listed[0]) == {"id", "name", "user", "created_at", "last_used_at"}
+    assert listed[0]["last_used_at"] is not None  # the token of these very calls
+    ci = listed[1]["id"]
+    ci_call = {"Authorization": f"Bearer {made['token']}"}
+    assert api.client.get("/api/v1/apps", headers=ci_call).status_code == 200
+    assert api.call("DELETE", f"/user/tokens/{ci}").status_code == 204
+    refused = api.client.get("/api/v1/apps", headers=ci_call)
+    assert refused.status_code == 401 and refused.get_json()["error"]
+    assert [t["name"] for t in api.call("GET", "/user/tokens").get_json()] == [""]
+
+
+def test_a_user_cannot_see_or_revoke_another_users_tokens_but_an_admin_can(api: Api) -> None:
+    bobs = api.call("GET", "/user/tokens", user="bob").get_json()[0]["id"]
+    assert api.call("DELETE", f"/user/tokens/{bobs}").status_code == 404
+    assert api.call("GET", "/user/tokens?user=bob").status_code == 403
+    assert api.call("GET", "/user/tokens?user=bob", user="root").get_json()[0]["id"] == bobs
+    assert api.call("GET", "/apps", user="bob").status_code == 200
+    assert api.call("DELETE", f"/user/tokens/{bobs}", user="root").status_code == 204
+    assert api.call("GET", "/apps", user="bob").status_code == 401
+
+
+def test_deleting_a_user_needs_an_admin_and_force_for_a_user_with_apps(api: Api) -> None:
+    api.create("alices")
+    assert api.call("DELETE", "/users/bob", user="alice").status_code == 403
+    refused = api.call("DELETE", "/users/alice", user="root")
+    assert refused.status_code == 409 and "alices" in refused.get_json()["error"]
+    assert api.call("GET", "/apps").status_code == 200
+    deleted = api.call("DELETE", "/users/alice?force=1", user="root")
+    assert deleted.status_code == 200 and deleted.get_json()["destroyed_apps"] == ["alices"]
+    assert api.call("GET", "/apps").status_code == 401  # alice's token went with her
+    assert api.call("GET", "/apps/alices", user="root").status_code == 404
+    assert api.call("DELETE", "/users/alice", user="root").status_code == 404
+
+
+def test_an_admin_cannot_delete_themselves_or_the_last_admin(api: Api) -> None:
+    refused = api.call("DELETE", "/users/root", user="root")
+    assert refused.status_code == 409 and "yourself" in refused.get_json()["error"]
+    made = api.call("POST", "/users", user="root", json={"username": "ops", "is_admin": True})
+    api.tokens["ops"] = made.get_json()["token"]
+    assert api.call("DELETE", "/users/root", user="ops").status_code == 200
+    last = api.call("DELETE", "/users/ops", user="ops")
+    assert last.status_code == 409

@@ -64,3 +64,20 @@ def test_ensure_admin_creates_the_admin_once(session: Session) -> None:
     assert admin is not None and admin.is_admin and admin.username == "admin"
     assert users.ensure_admin(session) is None
     assert len(session.scalars(select(User)).all()) == 1
+
+
+def test_a_revoked_token_and_a_deleted_users_token_authenticate_nobody(
+    session: Session, settings: Settings
+) -> None:
+    from tests.fakes import fake_adapters
+
+    root = users.create_user(session, "root", is_admin=True)
+    alice = users.create_user(session, "alice")
+    first, second = users.create_token(session, alice), users.create_token(session, alice)
+    (token_id, _) = [t.id for t in users.list_tokens(session, alice)]
+    users.revoke_token(session, alice, token_id)
+    assert users.authenticate_token(session, first) is None
+    assert users.authenticate_token(session, second) is alice
+    users.delete_user(session, root, "alice", fake_adapters(settings.data_dir / "a"), settings)
+    assert users.authenticate_token(session, second) is None
+    assert session.scalars(select(ApiToken)).all() == []

@@ -26,9 +26,12 @@ from slipway.api.context import transactional
 
 ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/user", users.show_user, ["GET"]),
+    ("/user/tokens", users.list_tokens, ["GET"]),
     ("/user/tokens", users.create_token, ["POST"]),
+    ("/user/tokens/<int:token_id>", users.revoke_token, ["DELETE"]),
     ("/users", users.list_users, ["GET"]),
     ("/users", users.create_user, ["POST"]),
+    ("/users/<username>", users.delete_user, ["DELETE"]),
     ("/apps", apps.list_apps, ["GET"]),
     ("/apps", apps.create_app, ["POST"]),
     ("/apps/<name>", apps.show_app, ["GET"]),

@@ -1,4 +1,8 @@
-"""Users and API tokens. A token is shown once, when it is made; only its SHA-256 is stored."""
+"""Users and API tokens. A token is shown once, when it is made; only its SHA-256 is stored.
+
+A token is looked up on every request (API, git, dashboard), so a revoked token, or the token of
+a deleted user, is refused from the next request on.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,19 @@ import hashlib
 import re
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from slipway.models import ApiToken, User
+from slipway.config import Settings
+from slipway.models import ApiToken, App, User
 from slipway.models.common import utcnow
-from slipway.services.errors import Conflict, Forbidden, Invalid
+from slipway.services.errors import Conflict, Forbidden, Invalid, NotFound
+
+if TYPE_CHECKING:
+    from slipway.adapters import Adapters
 
 ADMIN_USERNAME = "admin"
 TOKEN_PREFIX = "slw_"
@@ -94,3 +103,69 @@ def list_users(session: Session, by: User) -> list[User]:
     if not by.is_admin:
         raise Forbidden("Only an admin can list users.")
     return list(session.scalars(select(User).order_by(User.username)))
+
+
+def delete_user(
+    session: Session,
+    by: User,
+    username: str,
+    adapters: Adapters,
+    settings: Settings,
+    force: bool = False,
+) -> list[str]:
+    """An admin removes a user: their tokens and dashboard sessions end at once.
+
+    A user who owns apps is refused unless ``force``, which destroys the apps too (their names
+    are returned). The last admin, and the admin asking, cannot be removed.
+    """
+    from slipway.services import apps
+
+    if not by.is_admin:
+        raise Forbidden("Only an admin can delete users.")
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"There is no user named {username!r}.")
+    if user.id == by.id:
+        raise Conflict("You cannot delete yourself; another admin can.")
+    admins = session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True))) or 0
+    if user.is_admin and admins <= 1:
+        raise Conflict(f"{username} is the last admin; make another admin first.")
+    owned = list(session.scalars(select(App).where(App.owner_id == user.id).order_by(App.name)))
+    if owned and not force:
+        names = ", ".join(app.name for app in owned)
+        raise Conflict(
+            f"{username} owns {len(owned)} app(s) ({names}); destroy them first, "
+            "or force the deletion to destroy them too."
+        )
+    for app in owned:
+        apps.delete_app(session, app, adapters, settings)
+    session.delete(user)
+    session.flush()
+    return [app.name for app in owned]
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def list_tokens(session: Session, by: User, username: str | None = None) -> list[ApiToken]:
+    """The tokens of ``by`` (or, for an admin, of the user named), oldest first."""
+    owner = by
+    if username is not None and username != by.username:
+        if not by.is_admin:
+            raise Forbidden("Only an admin can see another user's tokens.")
+        found = session.scalar(select(User).where(User.username == username))
+        if found is None:
+            raise NotFound(f"There is no user named {username!r}.")
+        owner = found
+    query = select(ApiToken).where(ApiToken.user_id == owner.id).order_by(ApiToken.id)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, by: User, token_id: int) -> ApiToken:
+    """Delete a token (one's own; an admin's may be anyone's): it stops working at once."""
+    token = session.get(ApiToken, token_id)
+    if token is None or not (by.is_admin or token.user_id == by.id):
+        raise NotFound(f"There is no token with id {token_id}.")
+    session.delete(token)
+    session.flush()
+    return token
