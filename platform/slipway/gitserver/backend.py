@@ -24,6 +24,10 @@ MAX_HEADER_BYTES = 64 * 1024
 INHERITED = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
 
 
+class NoAnswer(RuntimeError):
+    """git http-backend ended (or babbled) without a complete CGI answer."""
+
+
 @dataclass
 class CgiRequest:
     method: str
@@ -94,7 +98,7 @@ def _read_headers(stdout: IO[bytes]) -> tuple[int, list[tuple[str, str]]]:
         line = stdout.readline()
         size += len(line)
         if not line or size > MAX_HEADER_BYTES:
-            raise RuntimeError("git http-backend ended without a complete answer")
+            raise NoAnswer("git http-backend ended without a complete answer")
         text = line.decode("latin-1").rstrip("\r\n")
         if not text:
             return status, headers

@@ -7,6 +7,8 @@ user cannot see gets the same 404 as a missing app.
 
 from __future__ import annotations
 
+import logging
+import re
 from contextlib import ExitStack
 
 from flask import Blueprint, Response, jsonify, request
@@ -18,12 +20,24 @@ from slipway.models import User
 from slipway.services import apps, users
 from slipway.services.errors import NotFound, SlipwayError
 
+log = logging.getLogger(__name__)
+
 REALM = 'Basic realm="Slipway git", charset="UTF-8"'
 RECEIVE_PACK = "git-receive-pack"
 # The hook gives up on a deploy after the longest build plus starting instances and this margin;
 # git itself is cut off PUSH_TIMEOUT_MARGIN later, so the hook's clear line comes first.
 HOOK_TIMEOUT_MARGIN = 300
 PUSH_TIMEOUT_MARGIN = 300
+
+# The paths git's smart and dumb HTTP protocols ask for below a repository; anything else (such
+# as ``..``) is refused before git sees it, with the same 404 as a missing repository.
+GIT_PATH_RE = re.compile(
+    r"^(?:HEAD|info/refs|git-(?:upload|receive)-pack"
+    r"|objects/info/(?:alternates|http-alternates|packs)"
+    r"|objects/[0-9a-f]{2}/[0-9a-f]{38,62}"
+    r"|objects/pack/pack-[0-9a-f]{40,64}\.(?:pack|idx))$"
+)
+NOT_FOUND = "Repository not found."
 
 bp = Blueprint("git", __name__, url_prefix="/git")
 
@@ -64,10 +78,12 @@ def git_http(app: str, rest: str) -> Response:
     user = users.authenticate_token(db(), token) if token else None
     if token is None or user is None:
         return _refuse(401, "Sign in with your API token as the password.")
+    if not apps.NAME_RE.match(app) or not GIT_PATH_RE.match(rest):
+        return _refuse(404, NOT_FOUND)
     try:
         found = apps.get_app(db(), user, app)
     except NotFound:
-        return _refuse(404, "Repository not found.")
+        return _refuse(404, NOT_FOUND)
     config = settings()
     cgi_request = _cgi_request(found.name, rest, user)
     app_name, branch = found.name, found.deploy_branch
@@ -89,6 +105,10 @@ def git_http(app: str, rest: str) -> Response:
     except SlipwayError as error:
         locks.close()
         return _refuse(409, str(error))
+    except backend.NoAnswer:
+        locks.close()
+        log.exception("git http-backend gave no answer to %s %s", request.method, rest)
+        return _refuse(502, "git could not answer this request; the server log says why.")
     except BaseException:
         locks.close()
         raise
