@@ -67,7 +67,7 @@ class FakeRuntime:
     def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
         return self.ports_live
 
-    def exec(self, container_id: str, command: list[str], user: str = "1000:1000") -> ExecResult:
+    def exec(self, container_id: str, command: list[str], user: str | None = None) -> ExecResult:
         self.execs.append((container_id, command))
         return ExecResult(exit_code=0, output="")
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Make the Slipway base rootfs: Debian bookworm (debootstrap minbase) + tini + ca-certificates,
-# the unprivileged user mop (uid/gid 1000, home /mnt/home), trimmed of docs and apt lists.
-#   build-rootfs.sh OUT.tar
+# the unprivileged user mop (home /mnt/home), trimmed of docs and apt lists.
+#   build-rootfs.sh OUT.tar UID
+# UID is mop's uid and gid: the platform's setting SLIPWAY_APP_UID, a number no host account uses.
 # The tarball is imported by `slipway server images build` (no registry needed). Needs root.
 set -euo pipefail
 
-out=${1:?usage: build-rootfs.sh OUT.tar}
+out=${1:?usage: build-rootfs.sh OUT.tar UID}
+uid=${2:?usage: build-rootfs.sh OUT.tar UID}
 suite=bookworm
 
 step() { echo "-----> $*"; }
@@ -13,6 +15,7 @@ fail() { echo "error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "building the base rootfs needs root (debootstrap and chroot)"
 command -v debootstrap >/dev/null || fail "debootstrap is not installed (apt-get install debootstrap)"
+[[ $uid =~ ^[1-9][0-9]*$ ]] || fail "mop's uid must be a positive number, not '$uid'"
 
 # The host's own Debian mirrors, so the image uses whatever the host is configured to reach.
 host_uris() {
@@ -60,14 +63,15 @@ CONF
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
 
-step "Adding user mop (uid 1000, home /mnt/home)"
-chroot "$root" groupadd --gid 1000 mop
-chroot "$root" useradd --uid 1000 --gid 1000 --home-dir /mnt/home --no-create-home \
-  --shell /bin/bash mop
+step "Adding user mop (uid and gid $uid, home /mnt/home)"
+chroot "$root" groupadd --gid "$uid" mop
+# --no-log-init: useradd would otherwise grow the lastlog/faillog files to the uid's offset.
+chroot "$root" useradd --uid "$uid" --gid "$uid" --home-dir /mnt/home --no-create-home \
+  --no-log-init --shell /bin/bash mop
 # The /mnt layout, so the image also works without a volume (and package scripts run in image
 # builds find TMPDIR); at run time the platform's volume is mounted over it.
 for dir in app home log notifications tmp; do
-  install -d -o 1000 -g 1000 -m 0755 "$root/mnt/$dir"
+  install -d -o "$uid" -g "$uid" -m 0755 "$root/mnt/$dir"
 done
 chmod 1777 "$root/mnt/tmp"
 

@@ -31,6 +31,14 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def parse_uid(text: str, name: str = "SLIPWAY_APP_UID") -> int:
+    """A uid (or gid) from a setting: a whole number from 1 to 4294967294 (never root)."""
+    value = text.strip()
+    if not value.isdigit() or not 0 < int(value) < 2**32 - 1:
+        raise ValueError(f"{name} must be a uid from 1 to 4294967294, not {text!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("/var/lib/slipway")
@@ -82,6 +90,11 @@ class Settings:
     # LVM thin provider
     lvm_volume_group: str = "slipway"
     lvm_thin_pool: str = "pool"
+    # The uid and gid of mop, the user every container runs as and the owner of every app's
+    # files on the host: a number no host account uses (checked at `slipway server up`).
+    # Debian's adduser gives 1000-59999, systemd's dynamic users 61184-65519, /etc/subuid starts
+    # at 100000; below 65536 it also maps in engines that remap to a 65536-uid range.
+    app_uid: int = 61000
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -156,6 +169,7 @@ class Settings:
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
             lvm_thin_pool=_env("SLIPWAY_LVM_THINPOOL", d.lvm_thin_pool),
+            app_uid=parse_uid(_env("SLIPWAY_APP_UID", str(d.app_uid))),
         )
 
 

@@ -24,6 +24,7 @@ from slipway.runtime.base import (
     RuntimeUnavailable,
 )
 from slipway.runtime.docker import DockerRuntime
+from slipway.services.layout import MOP_GID, MOP_UID
 from slipway.volumes.loopfile import LoopfileProvider
 from tests.helpers import free_port, scoped_runtime
 
@@ -189,9 +190,9 @@ def test_a_build_writes_only_to_its_mounts(
         assert "usr-refused" in lines
         assert "root-refused" in lines
         assert any("Read-only file system" in line for line in lines)
-        assert {"tmp-ok", "output-ok", "1000"} <= set(lines)
+        assert {"tmp-ok", "output-ok", str(MOP_UID)} <= set(lines)
         assert (output.path / "result").read_text() == "built\n"
-        assert (output.path / "result").stat().st_uid == 1000
+        assert (output.path / "result").stat().st_uid == MOP_UID
     finally:
         volumes.destroy("output")
 
@@ -235,7 +236,7 @@ def test_an_instance_publishes_on_loopback_and_answers(
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    assert attrs["Config"]["User"] == "1000:1000"
+    assert attrs["Config"]["User"] == f"{MOP_UID}:{MOP_GID}"
 
     assert runtime.wait_for_port(running.host_port, timeout=30)
     assert runtime.wait_for_port(running.host_port, timeout=30, health_path="/hello.txt")
@@ -261,7 +262,7 @@ def test_exec_list_and_stop(runtime: DockerRuntime, base_image: str, app: str, m
 
     result = runtime.exec(running.container_id, ["sh", "-c", "id -u; echo warn >&2; exit 3"])
     assert result.exit_code == 3
-    assert "1000" in result.output
+    assert result.output.split()[0] == str(MOP_UID)
     assert "warn" in result.output
 
     [info] = runtime.list({LABEL_APP: app})

@@ -12,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from slipway.runtime.base import MOP_USER
 from slipway.volumes.base import VolumeError
 from slipway.volumes.loopfile import LoopfileProvider, mounted_points
 
@@ -232,7 +233,7 @@ def test_a_full_volume_says_no_space_inside_a_container(provider: LoopfileProvid
     output = client.containers.run(
         image,
         ["sh", "-c", "dd if=/dev/zero of=/mnt/out/fill bs=1M count=100; echo exit=$?"],
-        user="1000:1000",
+        user=MOP_USER,
         read_only=True,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from slipway.services.layout import MOP_UID
 from slipway.volumes.loopfile import mounted_points
 from slipway.volumes.lvm import LvmProvider
 
@@ -61,7 +62,7 @@ def test_lvm_volume_lifecycle(tmp_path: Path, pool: tuple[str, str]) -> None:
 
     volume = provider.create("build-1", 64 * MB)
     assert volume.path in mounted_points()
-    assert volume.path.stat().st_uid == 1000
+    assert volume.path.stat().st_uid == MOP_UID
     (volume.path / "data").write_bytes(b"x" * (8 * MB))
     os.sync()
     usage = provider.usage("build-1")

@@ -69,7 +69,7 @@ class SupervisedRuntime(BuildingRuntime):
     programs: dict[str, tuple[str, int]] = field(default_factory=dict)  # container: state, pid
     execs: list[list[str]] = field(default_factory=list)
 
-    def exec(self, container_id: str, command: list[str], user: str = "1000:1000") -> ExecResult:
+    def exec(self, container_id: str, command: list[str], user: str | None = None) -> ExecResult:
         self.execs.append(command)
         verb, name = command[-2], command[-1]
         state, pid = self.programs.get(container_id, ("RUNNING", 100))

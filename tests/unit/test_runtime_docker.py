@@ -24,6 +24,7 @@ from slipway.runtime.base import (
     RuntimeUnavailable,
 )
 from slipway.runtime.docker import DockerRuntime, _answers, _event, _stream_lines
+from slipway.services.layout import MOP_GID, MOP_UID
 
 
 class FakeContainer:
@@ -102,7 +103,7 @@ def test_build_containers_get_the_safe_defaults() -> None:
     result = runtime.run_build(build_spec(), lines.append)
 
     [kwargs] = client.containers.created
-    assert kwargs["user"] == "1000:1000"
+    assert kwargs["user"] == f"{MOP_UID}:{MOP_GID}"
     assert kwargs["read_only"] is True
     assert kwargs["cap_drop"] == ["ALL"]
     assert kwargs["security_opt"] == ["no-new-privileges"]

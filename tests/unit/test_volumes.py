@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from slipway.config import Settings
+from slipway.services.layout import MOP_GID, MOP_UID
 from slipway.volumes import get_volume_provider
 from slipway.volumes.base import VolumeError
 from slipway.volumes.directory import DirectoryProvider
@@ -63,7 +64,7 @@ def test_directory_provider_reports_but_does_not_enforce_the_size(tmp_path: Path
     assert usage.size == 16 * MB
     assert usage.used >= 17 * MB
     if os.geteuid() == 0:
-        assert volume.path.stat().st_uid == 1000
+        assert (volume.path.stat().st_uid, volume.path.stat().st_gid) == (MOP_UID, MOP_GID)
     assert provider.recover() == []
 
     provider.destroy("dev")

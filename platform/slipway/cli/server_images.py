@@ -14,7 +14,9 @@ from slipway.runtime.images import ImageBuilder, ImageBuildError, connect
 def _builder() -> ImageBuilder:
     settings = get_settings()
     try:
-        return ImageBuilder(connect(), settings.images_dir, settings.image_prefix)
+        return ImageBuilder(
+            connect(), settings.images_dir, settings.image_prefix, app_uid=settings.app_uid
+        )
     except (RuntimeUnavailable, ImageBuildError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
+from slipway.host.accounts import check_app_uid, remove_caches_of_other_uids
 from slipway.host.environment import process_env
 from slipway.host.supervisor import HostError, ProcessState, Program, Supervisor
 from slipway.router.nginx import NginxRouter
@@ -133,7 +134,9 @@ def prepare(settings: Settings) -> str | None:
 
     if not settings.data_dir.is_absolute():
         raise HostError(f"SLIPWAY_DATA_DIR must be an absolute path, not {settings.data_dir}.")
+    check_app_uid(settings)  # before anything is made: apps' files must not be a host user's
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    remove_caches_of_other_uids(settings)
     upgrade_database(settings)
     engine = make_engine(settings)
     try:

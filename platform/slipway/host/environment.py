@@ -40,6 +40,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SLIPWAY_KEEP_RELEASES": str(settings.keep_releases),
         "SLIPWAY_LVM_VG": settings.lvm_volume_group,
         "SLIPWAY_LVM_THINPOOL": settings.lvm_thin_pool,
+        "SLIPWAY_APP_UID": str(settings.app_uid),
     }
     if settings.database_url:
         env["SLIPWAY_DATABASE_URL"] = settings.database_url

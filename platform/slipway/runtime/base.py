@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from slipway.appuser import MOP_USER as MOP_USER  # mop's "uid:gid" (SLIPWAY_APP_UID)
+
 # Labels every Slipway container carries, so the reconciler can find its own.
 LABEL_MANAGED = "io.slipway.managed"
 LABEL_APP = "io.slipway.app"
@@ -19,8 +21,6 @@ LABEL_RELEASE = "io.slipway.release"
 LABEL_INSTANCE = "io.slipway.instance"
 LABEL_PROCESS = "io.slipway.process"
 LABEL_KIND = "io.slipway.kind"  # "build", "instance" or "run" (one-off)
-
-MOP_USER = "1000:1000"
 
 
 class RuntimeUnavailable(Exception):
@@ -133,8 +133,9 @@ class ContainerRuntime(Protocol):
     def wait_for_port(self, host_port: int, timeout: float, health_path: str | None = None) -> bool:
         """True once 127.0.0.1:host_port accepts connections (and health_path answers 2xx)."""
 
-    def exec(self, container_id: str, command: list[str], user: str = MOP_USER) -> ExecResult:
-        """Run a command inside a running container (for ``supervisorctl``)."""
+    def exec(self, container_id: str, command: list[str], user: str | None = None) -> ExecResult:
+        """Run a command inside a running container (for ``supervisorctl``), as ``user`` or, by
+        default, as the user the container runs as (mop, with the uid it was started with)."""
 
     def stop(self, container_id: str, timeout: float = 10) -> None:
         """Stop (SIGTERM, then SIGKILL after timeout) and remove; a missing container is fine."""

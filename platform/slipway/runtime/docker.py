@@ -296,10 +296,12 @@ class DockerRuntime:
 
     # -- control ----------------------------------------------------------------------------
 
-    def exec(self, container_id: str, command: list[str], user: str = MOP_USER) -> ExecResult:
+    def exec(self, container_id: str, command: list[str], user: str | None = None) -> ExecResult:
+        # Docker runs an exec as the container's own user when none is given: an instance
+        # started before SLIPWAY_APP_UID changed keeps answering supervisorctl as its old mop.
         with _docker_errors(f"run {command[0]} in {container_id[:12]}"):
             container = self.client.containers.get(container_id)
-            exit_code, (out, err) = container.exec_run(command, user=user, demux=True)
+            exit_code, (out, err) = container.exec_run(command, user=user or "", demux=True)
         output = (out or b"") + (err or b"")
         return ExecResult(int(exit_code), output.decode("utf-8", errors="replace"))
 

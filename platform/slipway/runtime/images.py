@@ -7,7 +7,8 @@ files from elsewhere in the repository in ``extra-files`` (one path per line, re
 repository root); they are copied into the build context at the same relative path.
 
 Every image is tagged ``:latest`` and with a *content tag*: a hash of its folder, its extra
-files and its parent's content tag. An image whose content tag exists is not built again.
+files, mop's uid (``SLIPWAY_APP_UID``, given to ``build-rootfs.sh``) and its parent's content
+tag. An image whose content tag exists is not built again; a new uid builds the whole tree anew.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from slipway.appuser import MOP_UID
 from slipway.runtime.base import RuntimeUnavailable
 
 BASE = "base"
@@ -122,12 +124,16 @@ def build_order(tree: dict[str, ImageDef], names: Iterable[str] = ()) -> list[Im
     return order
 
 
-def content_tags(tree: dict[str, ImageDef], repo_root: Path) -> dict[str, str]:
-    """The content tag of every image: its files, its extra files, its parent's tag."""
+def content_tags(
+    tree: dict[str, ImageDef], repo_root: Path, app_uid: int = MOP_UID
+) -> dict[str, str]:
+    """The content tag of every image: its files, its extra files, mop's uid, its parent's tag."""
     tags: dict[str, str] = {}
     for image in build_order(tree):
         digest = hashlib.sha256()
         digest.update(f"parent={tags.get(image.parent or '', '')}\n".encode())
+        if image.parent is None:  # the base makes mop; every other image inherits it
+            digest.update(f"app_uid={app_uid}\n".encode())
         for rel, path in _input_files(image, repo_root):
             digest.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -174,12 +180,17 @@ class ImageBuilder:
     """Builds the tree into one Docker engine, skipping images whose content tag exists."""
 
     def __init__(
-        self, client: docker.DockerClient, images_dir: Path, prefix: str = "slipway/"
+        self,
+        client: docker.DockerClient,
+        images_dir: Path,
+        prefix: str = "slipway/",
+        app_uid: int = MOP_UID,
     ) -> None:
         self.client = client
         self.images_dir = images_dir
         self.repo_root = images_dir.parent
         self.prefix = prefix
+        self.app_uid = app_uid
         self.tree = read_tree(images_dir)
 
     def repository(self, name: str) -> str:
@@ -187,7 +198,7 @@ class ImageBuilder:
 
     def states(self) -> list[ImageState]:
         """Every image of the tree: its content tag, and whether the engine has it."""
-        tags = content_tags(self.tree, self.repo_root)
+        tags = content_tags(self.tree, self.repo_root, self.app_uid)
         states = []
         for image in build_order(self.tree):
             attrs = self._inspect(f"{self.repository(image.name)}:{tags[image.name]}")
@@ -199,7 +210,7 @@ class ImageBuilder:
         self, names: Iterable[str] = (), say: Say = print, verbose: Say | None = None
     ) -> list[Outcome]:
         """Build the named images (all when none) and their missing ancestors, in order."""
-        tags = content_tags(self.tree, self.repo_root)
+        tags = content_tags(self.tree, self.repo_root, self.app_uid)
         outcomes = []
         for image in build_order(self.tree, names):
             tag = tags[image.name]
@@ -246,7 +257,7 @@ class ImageBuilder:
     def _run_script(self, script: Path, tarball: Path, say: Say, verbose: Say | None) -> None:
         tail: list[str] = []
         with subprocess.Popen(
-            ["bash", str(script), str(tarball)],
+            ["bash", str(script), str(tarball), str(self.app_uid)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -13,10 +13,10 @@ import shlex
 import subprocess
 from pathlib import Path
 
+# mop's uid and gid (the setting SLIPWAY_APP_UID), named here too for the services
+from slipway.appuser import MOP_GID as MOP_GID
+from slipway.appuser import MOP_UID as MOP_UID
 from slipway.services.errors import SlipwayError
-
-MOP_UID = 1000
-MOP_GID = 1000
 
 BUILD_INPUT = "/mnt/input"
 BUILD_OUTPUT = "/mnt/app"

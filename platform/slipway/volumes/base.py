@@ -28,7 +28,7 @@ class VolumeUsage:
 
 class VolumeProvider(Protocol):
     def create(self, name: str, size: int) -> Volume:
-        """Create and mount a volume of ``size`` bytes; the mount point is owned by mop (1000)."""
+        """Create and mount a volume of ``size`` bytes; the mount point is owned by mop."""
 
     def get(self, name: str) -> Volume | None:
         """The mounted volume of that name, or None."""

@@ -12,8 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
+from slipway.appuser import MOP_GID, MOP_UID
 from slipway.volumes.base import Volume, VolumeError, VolumeUsage
-from slipway.volumes.loopfile import MOP_GID, MOP_UID, check_name
+from slipway.volumes.loopfile import check_name
 
 _SIZE_FILE = ".size"  # beside the directory, not inside it, so the app never sees it
 

@@ -23,10 +23,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from slipway.appuser import MOP_GID, MOP_UID
 from slipway.volumes.base import Volume, VolumeError, VolumeUsage
 
-MOP_UID = 1000
-MOP_GID = 1000
 MIN_SIZE = 16 * 1024**2  # ext4 with a journal needs a few MB; smaller caps make no sense
 COMMAND_TIMEOUT = 120  # seconds; mkfs and mount of a sparse file take well under one
 
