@@ -102,3 +102,47 @@ def test_a_damaged_slug_is_a_clear_error(tmp_path: Path) -> None:
     slug.write_bytes(b"\x28\xb5\x2f\xfd" + b"not really zstd")
     with pytest.raises(layout.SlugError, match="Could not unpack"):
         layout.unpack_slug(slug, tmp_path / "app")
+
+
+def test_a_slug_comes_out_owned_by_mop_with_no_walk_over_it(tmp_path: Path) -> None:
+    slug = tmp_path / f"s{layout.SLUG_SUFFIX}"
+    layout.pack_slug(build_output(tmp_path), slug)
+    root = tmp_path / "mnt"
+    root.mkdir()
+    layout.prepare_instance_volume(root, slug, "web", {"PORT": "5000"})
+    owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in [root, *root.rglob("*")]}
+    assert owners == {(layout.MOP_UID, layout.MOP_GID)}
+    assert oct((root / "supervisor.conf").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_reused_volume_with_links_planted_by_its_app_is_not_written_through(
+    tmp_path: Path,
+) -> None:
+    slug = tmp_path / f"s{layout.SLUG_SUFFIX}"
+    layout.pack_slug(build_output(tmp_path), slug)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "host.conf").write_text("the host's\n")
+    root = tmp_path / "mnt"
+    root.mkdir()
+    (root / "supervisor.conf").symlink_to(outside / "host.conf")
+    layout.prepare_instance_volume(root, slug, "web", {"PORT": "5000"})
+    assert not (root / "supervisor.conf").is_symlink()  # replaced, not written through
+    assert (outside / "host.conf").read_text() == "the host's\n"
+
+    again = tmp_path / "mnt2"
+    again.mkdir()
+    (again / "app").symlink_to(outside)
+    with pytest.raises(OSError):
+        layout.prepare_instance_volume(again, slug, "web", {"PORT": "5000"})
+    assert sorted(p.name for p in outside.iterdir()) == ["host.conf"]
+
+
+def test_packing_reads_the_tree_as_mop(tmp_path: Path) -> None:
+    out = build_output(tmp_path)
+    private = out / "private"
+    private.write_text("root's only\n")
+    private.chmod(0o600)  # root's, unreadable to mop: tar, as mop, cannot read it either
+    with pytest.raises(layout.SlugError, match="Permission denied"):
+        layout.pack_slug(out, tmp_path / f"s{layout.SLUG_SUFFIX}")
+    assert not list(tmp_path.glob("s*"))

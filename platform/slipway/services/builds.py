@@ -12,16 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from slipway import beneath
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
 from slipway.services import appjson, archives, layout
-from slipway.services.errors import SlipwayError
+from slipway.services.archives import human_size
+from slipway.services.errors import SlipwayError, TooLarge
 from slipway.services.instances import platform_labels
 from slipway.services.stacks import build_image, detect_stack
+from slipway.services.untar import NoSpace
 from slipway.volumes.base import Volume
 
 LABEL_DEPLOY = "io.slipway.deploy"
+FULL_MARGIN = 1024**2  # a volume with less than this left is full for a build's purposes
 Log = Callable[[str], None]
 
 
@@ -54,8 +58,7 @@ def build(
         input_volume = _fresh_volume(adapters, names[0], settings.build_volume_size)
         output_volume = _fresh_volume(adapters, names[1], settings.build_volume_size)
         log("-----> Unpacking the source")
-        archives.extract_archive(source, input_volume.path, settings.build_volume_size)
-        layout.chown_tree(input_volume.path)
+        unpack_source(settings, source, input_volume)
         process_types = archives.read_procfile(input_volume.path)
         app_json = read_app_json(input_volume.path, log)
         stack = detect_stack(input_volume.path)
@@ -70,6 +73,19 @@ def build(
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+def unpack_source(settings: Settings, source: Path, volume: Volume) -> None:
+    """Unpack the upload into the INPUT volume, every entry mop's from its creation."""
+    owner = (layout.MOP_UID, layout.MOP_GID)
+    try:
+        archives.extract_archive(source, volume.path, settings.build_volume_size, owner)
+    except NoSpace as exc:
+        raise TooLarge(
+            f"The source does not fit in the build volume of {human_size(volume.size)}: "
+            "make it smaller (leave out what the build makes), or raise "
+            "SLIPWAY_BUILD_VOLUME_SIZE."
+        ) from exc
 
 
 def read_app_json(source: Path, log: Log) -> appjson.AppJson:
@@ -126,12 +142,28 @@ def _run(adapters: Adapters, settings: Settings, spec: BuildSpec, log: Log) -> N
         raise BuildFailed(
             f"The build took longer than {settings.build_timeout} seconds and was stopped."
         )
-    if result.exit_code != 0:
-        raise BuildFailed(f"The build failed (exit code {result.exit_code}); the log says why.")
     output = Path(spec.mounts[1].source)
-    if not any(p.name != "lost+found" for p in output.iterdir()):
-        raise BuildFailed("The build finished but wrote nothing to $OUTPUT.")
+    if result.exit_code != 0:
+        if _is_full(output):
+            raise BuildFailed(
+                f"The build filled its output volume ({human_size(settings.build_volume_size)}, "
+                "SLIPWAY_BUILD_VOLUME_SIZE) and failed; the log says what it was writing."
+            )
+        raise BuildFailed(f"The build failed (exit code {result.exit_code}); the log says why.")
+    # The OUTPUT volume is mop's: list its top without following anything in it.
+    with beneath.opened(beneath.open_root(output)) as root:
+        if not any(name != "lost+found" for name in beneath.list_dir(root, "")):
+            raise BuildFailed("The build finished but wrote nothing to $OUTPUT.")
     log(f"-----> Build finished in {result.duration:.0f} s")
+
+
+def _is_full(volume_path: Path) -> bool:
+    """Whether a volume has (almost) no blocks or inodes left for mop."""
+    try:
+        fs = os.statvfs(volume_path)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < FULL_MARGIN or (fs.f_files > 0 and fs.f_favail == 0)
 
 
 def _destroy_quietly(adapters: Adapters, name: str, log: Log) -> None:

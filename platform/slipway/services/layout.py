@@ -8,15 +8,19 @@ standard says: ``app/ home/ log/ notifications/ tmp/ supervisor.conf``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import IO, Any
 
-# mop's uid and gid (the setting SLIPWAY_APP_UID), named here too for the services
-from slipway.appuser import MOP_GID as MOP_GID
-from slipway.appuser import MOP_UID as MOP_UID
+from slipway import beneath
+
 from slipway.services.errors import SlipwayError
+
+MOP_UID = 1000
+MOP_GID = 1000
 
 BUILD_INPUT = "/mnt/input"
 BUILD_OUTPUT = "/mnt/app"
@@ -29,6 +33,9 @@ LOG_FILE = "/mnt/log/app.log"
 RUN_DIRS = ("app", "home", "log", "notifications", "tmp")
 SLUG_SUFFIX = ".tar.zst"
 SLUG_COMPRESSOR = "zstd --fast=1 -T0 -q"  # fast beats small here: on every deploy's path
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+SUPERVISOR_CONF = "supervisor.conf"
 TAR_TIMEOUT = 600  # seconds; packing or unpacking a 2 GB slug takes well under a minute
 
 
@@ -107,60 +114,135 @@ def render_supervisor_conf(process_type: str, env: dict[str, str]) -> str:
 
 
 def prepare_instance_volume(root: Path, slug: Path, process_type: str, env: dict[str, str]) -> None:
-    """Lay out a fresh instance volume: the /mnt tree, the slug in app/, supervisor.conf."""
-    for name in RUN_DIRS:
-        (root / name).mkdir(exist_ok=True)
-    unpack_slug(slug, root / "app")
-    (root / "supervisor.conf").write_text(render_supervisor_conf(process_type, env))
-    chown_tree(root)
+    """Lay out a fresh instance volume: the /mnt tree, the slug in app/, supervisor.conf.
+
+    Everything is mop's from its creation, so no walk over the tree is needed afterwards; root
+    makes only the top directories and supervisor.conf, beneath the volume with no link followed.
+    """
+    owner = (MOP_UID, MOP_GID)
+    conf = render_supervisor_conf(process_type, env).encode()
+    with beneath.opened(beneath.open_root(root)) as root_fd:
+        _own(root_fd, owner)
+        for name in RUN_DIRS:
+            os.close(beneath.make_dirs(root_fd, name, 0o755, owner))
+        with beneath.opened(beneath.open_dir(root_fd, "app")) as app_fd:
+            unpack_slug_into(slug, app_fd, owner)
+        with contextlib.suppress(FileNotFoundError):  # a volume reused after a failed start
+            beneath.unlink(root_fd, SUPERVISOR_CONF)
+        beneath.write_new(root_fd, SUPERVISOR_CONF, conf, 0o644, owner)
 
 
 def pack_slug(output_dir: Path, slug: Path) -> None:
     """Pack a build's OUTPUT into a slug: a zstd tarball, paths relative to the app root.
 
     GNU tar and zstd do it in a fraction of the time Python's tarfile and gzip take (a Python
-    app's virtualenv: about 0.1 s instead of 0.75 s), and every entry is stored as mop's.
+    app's virtualenv: about 0.1 s instead of 0.75 s), and every entry is stored as mop's. The
+    tree is mop's, so tar reads it as mop (what it can read, the app could already); root only
+    opens the slug file it writes into.
     """
     tmp = slug.with_name(slug.name + ".part")
+    tmp.unlink(missing_ok=True)  # a leftover of a worker that died while packing
     try:
-        _tar(
-            ["--create", f"--file={tmp}", f"--directory={output_dir}", "--sort=name"]
-            + [f"--owner={MOP_UID}", f"--group={MOP_GID}", "--numeric-owner"]
-            + ["--exclude=./lost+found", f"--use-compress-program={SLUG_COMPRESSOR}", "."],
-            "pack the slug",
-        )
+        with (
+            beneath.opened(beneath.open_root(output_dir)) as tree,
+            tmp.open("xb") as out,
+        ):
+            _tar_as_app(
+                ["--create", "--file=-", "--sort=name"]
+                + [f"--owner={MOP_UID}", f"--group={MOP_GID}", "--numeric-owner"]
+                + ["--exclude=./lost+found", f"--use-compress-program={SLUG_COMPRESSOR}", "."],
+                "pack the slug",
+                tree,
+                (MOP_UID, MOP_GID),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+            )
         os.replace(tmp, slug)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def unpack_slug(slug: Path, target: Path) -> None:
-    """Unpack a slug (zstd, or gzip from older releases) into an empty directory ``target``.
+    """Unpack a slug into ``target``, a directory the platform made (created if missing)."""
+    owner = (MOP_UID, MOP_GID)
+    target.mkdir(parents=True, exist_ok=True)
+    with beneath.opened(beneath.open_root(target)) as target_fd:
+        _own(target_fd, owner)
+        unpack_slug_into(slug, target_fd, owner)
 
-    Slugs are made by :func:`pack_slug` from a directory tree, so their entries are plain
-    relative paths; GNU tar still refuses names with ``..`` and creates links that point outside
-    only after every file is written, so nothing is ever written through one. Symlinks may point
+
+def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int]) -> None:
+    """Unpack a slug (zstd, or gzip from older releases) into the directory ``target_fd``.
+
+    A slug is the app's own output, so GNU tar unpacks it as the app's user (``owner``), in a
+    directory that user owns: its files come out mop's with no chown walk, and it can write
+    nothing mop could not write from inside the container. tar also refuses names with ``..``
+    and makes links that point outside only after every file is written. Symlinks may point
     anywhere (a virtualenv's bin/python3): they are only followed inside the container.
     """
-    target.mkdir(parents=True, exist_ok=True)
-    # Reading, tar recognises the compression itself.
-    _tar(["--extract", f"--file={slug}", f"--directory={target}", "--no-same-owner"], "unpack")
+    with slug.open("rb") as source:
+        magic = os.pread(source.fileno(), 4, 0)
+        compression = (
+            ["--zstd"] if magic == ZSTD_MAGIC else ["--gzip"] if magic[:2] == GZIP_MAGIC else []
+        )
+        _tar_as_app(
+            ["--extract", "--file=-", *compression, "--no-same-owner", "--preserve-permissions"],
+            "unpack the slug",
+            target_fd,
+            owner,
+            stdin=source,
+            stdout=subprocess.DEVNULL,
+        )
 
 
-def _tar(args: list[str], what: str) -> None:
+def _own(fd: int, owner: tuple[int, int]) -> None:
+    if os.geteuid() == 0:  # an unprivileged developer's volumes are already theirs
+        os.fchown(fd, *owner)
+
+
+def _tar_as_app(
+    args: list[str],
+    what: str,
+    directory_fd: int,
+    owner: tuple[int, int],
+    stdin: IO[bytes] | int,
+    stdout: IO[bytes] | int,
+) -> None:
+    """Run GNU tar as ``owner`` (when we are root) inside the directory ``directory_fd``.
+
+    The child changes into the directory through its own descriptor (``/proc/self/fd/N``,
+    before it drops root), so no path of the tree is looked up; tar's stdin or stdout is the
+    slug file root opened.
+    """
+    switch: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        switch = {"user": owner[0], "group": owner[1], "extra_groups": []}
     try:
         done = subprocess.run(
-            ["tar", *args], capture_output=True, text=True, timeout=TAR_TIMEOUT, check=False
+            ["tar", *args],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            cwd=f"/proc/self/fd/{directory_fd}",
+            pass_fds=(directory_fd,),
+            umask=0o022,
+            timeout=TAR_TIMEOUT,
+            check=False,
+            **switch,
         )
     except subprocess.TimeoutExpired as exc:
         raise SlugError(f"Could not {what}: tar took longer than {TAR_TIMEOUT} seconds.") from exc
     if done.returncode != 0:
-        reason = " ".join(done.stderr.split())[-300:] or f"exit status {done.returncode}"
+        stderr = done.stderr.decode(errors="replace")
+        reason = " ".join(stderr.split())[-300:] or f"exit status {done.returncode}"
+        if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+            where = "the platform's disk" if what.startswith("pack") else "the instance volume"
+            raise SlugError(f"Could not {what}: {where} is full ({reason}).")
         raise SlugError(f"Could not {what}: {reason}")
 
 
 def chown_tree(root: Path, uid: int = MOP_UID, gid: int = MOP_GID) -> None:
-    """Give a whole tree to mop (the only user that runs inside containers)."""
+    """Give a whole tree to mop. Only for trees root made itself (tests): never an app's tree."""
     os.chown(root, uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
