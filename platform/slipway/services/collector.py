@@ -7,9 +7,11 @@ that dies without the platform stopping it (supervisord itself gone) is seen in 
 ``die`` event, an ``oom`` just before it making it an OOM. Too many crashes of one instance in
 a window mark it ``crashed`` and raise one ``crash_loop`` event.
 
-The files are written by the app's own user, so they are read defensively: regular files only,
-size-capped, and only the crash details are taken from them (app and instance come from the
-database, never from the file).
+The files are written by the app's own user, so they are read defensively, beneath the
+instance volume with no link followed (:mod:`slipway.beneath`): an app that makes
+``notifications`` (or a file in it) a link gets nothing read and nothing removed. Regular files
+only, size-capped, and only the crash details are taken from them (app and instance come from
+the database, never from the file).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from slipway import beneath
 from slipway.config import Settings
 from slipway.models import App, Event, Instance
 from slipway.models import event as kinds
@@ -65,10 +68,22 @@ KEPT_NOTE_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class NoteFile:
+    """One notification file: a name in ``notifications/`` of an instance volume."""
+
+    volume: Path  # the volume's root: a mount point the platform made
+    name: str
+
+    @property
+    def relative(self) -> str:
+        return f"{NOTIFICATIONS_DIR}/{self.name}"
+
+
 @dataclass
 class Collected:
     events: list[Event] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)  # remove these once the commit is done
+    files: list[NoteFile] = field(default_factory=list)  # remove these once the commit is done
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,14 +91,12 @@ class Collected:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_note(path: Path) -> dict[str, Any] | None:
-    """A notification file's JSON object, or None when it is not a sane one."""
+def read_note(note_file: NoteFile) -> dict[str, Any] | None:
+    """A notification file's JSON object, or None when it is not a sane one (or not a file)."""
     try:
-        if not path.is_file() or path.is_symlink():
-            return None
-        if path.stat().st_size > MAX_NOTIFICATION_BYTES:
-            return None
-        note = json.loads(path.read_bytes())
+        with beneath.opened(beneath.open_root(note_file.volume)) as root:
+            data = beneath.read_small(root, note_file.relative, MAX_NOTIFICATION_BYTES)
+        note = json.loads(data)
     except (OSError, ValueError):
         return None
     return note if isinstance(note, dict) else None
@@ -100,13 +113,16 @@ def note_message(note: dict[str, Any], instance: Instance) -> str:
     return f"Process {process} of {instance.container_name} {what}{how}."
 
 
-def pending_files(volume_path: Path) -> list[Path]:
-    directory = volume_path / NOTIFICATIONS_DIR
+def pending_files(volume_path: Path) -> list[NoteFile]:
+    """The notification files of one volume, oldest first; none when the directory is a link."""
     try:
-        names = sorted(p for p in directory.iterdir() if _is_notification(p.name))
+        with beneath.opened(beneath.open_root(volume_path)) as root:
+            names = sorted(
+                n for n in beneath.list_dir(root, NOTIFICATIONS_DIR) if _is_notification(n)
+            )
     except OSError:
         return []
-    return names[:MAX_FILES_PER_PASS]
+    return [NoteFile(volume_path, name) for name in names[:MAX_FILES_PER_PASS]]
 
 
 def _is_notification(name: str) -> bool:
@@ -120,15 +136,15 @@ def collect_instance(
     collected = Collected()
     app = session.get(App, instance.app_id)
     assert app is not None
-    for path in pending_files(volume_path):
-        collected.files.append(path)
-        note = read_note(path)
+    for note_file in pending_files(volume_path):
+        collected.files.append(note_file)
+        note = read_note(note_file)
         if note is None:
-            log.warning("ignoring malformed notification %s", path)
+            log.warning("ignoring malformed notification %s", note_file.name)
             continue
         kind = kinds.OOM if note.get("type") == kinds.OOM else kinds.CRASH
         data = {k: note[k] for k in KEPT_NOTE_FIELDS if k in note} | {"source": "navi"}
-        key = f"navi:{instance.id}:{path.name}"[:255]
+        key = f"navi:{instance.id}:{note_file.name}"[:255]
         event = record_event(
             session, app, kind, note_message(note, instance), data, key, instance=instance
         )
@@ -157,15 +173,20 @@ def collect_notifications(
     return collected
 
 
-def remove_files(files: list[Path]) -> None:
-    """Delete processed notification files (call after the commit that stored them)."""
-    for path in files:
+def remove_files(files: list[NoteFile]) -> None:
+    """Delete processed notification files (call after the commit that stored them).
+
+    Each is unlinked in ``notifications/`` opened beneath its volume with no link followed, so
+    a directory swapped for a link since the files were read loses nothing of the host's.
+    """
+    for note_file in files:
         try:
-            path.unlink()
+            with beneath.opened(beneath.open_root(note_file.volume)) as root:
+                beneath.unlink(root, note_file.relative)
         except FileNotFoundError:
             pass
-        except OSError as exc:  # the volume may have gone with its instance
-            log.warning("cannot remove %s: %s", path, exc)
+        except OSError as exc:  # the volume may have gone with its instance, or be hostile
+            log.warning("cannot remove notification %s: %s", note_file.name, exc)
 
 
 # ---------------------------------------------------------------------------------------------

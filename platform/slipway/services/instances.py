@@ -37,7 +37,7 @@ from slipway.services import layout
 from slipway.services.appjson import HealthCheck
 from slipway.services.archives import PROCESS_TYPE, RELEASE_TYPE
 from slipway.services.errors import Invalid, SlipwayError
-from slipway.services.logs import keep_logs
+from slipway.services.logs import LogSource, keep_logs, read_tail
 from slipway.services.routing import routes_from_db
 from slipway.services.stacks import run_image
 
@@ -182,9 +182,8 @@ def failure_lines(adapters: Adapters, instance: Instance) -> list[str]:
     """The last lines the app and its supervisor printed, to explain a failed start."""
     lines: list[str] = []
     volume = adapters.volumes.get(instance.volume_name)
-    app_log = volume.path / "log" / "app.log" if volume else None
-    if app_log is not None and app_log.is_file():
-        lines += app_log.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+    if volume is not None:  # the app's own file: read beneath its volume, never through a link
+        lines += read_tail(LogSource(instance.container_name, volume.path), LOG_TAIL)[0]
     if instance.container_id:
         try:
             lines += adapters.runtime.logs(instance.container_id, tail=LOG_TAIL).splitlines()

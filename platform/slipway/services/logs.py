@@ -6,8 +6,10 @@ came from (``web.1 | ...``). When a deploy or a scale-down drains an instance, i
 copied under the data dir first, so the previous release's logs stay readable (marked old) for
 ``old_logs_retention`` seconds.
 
-The volumes belong to the app's user, so files there are opened without following symbolic
-links, and only regular files are read (never a FIFO or a device planted in their place).
+The volumes belong to the app's user, so files there are opened beneath the volume with no
+symbolic link followed on the way (:mod:`slipway.beneath`), and only regular files are read
+(never a FIFO or a device planted in their place): an app that makes ``log`` or ``app.log`` a
+link to a host file shows no log, never the file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import logging
 import os
 import shutil
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slipway import beneath
 from slipway.config import Settings
 from slipway.models import App, Instance
 from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING, STOPPED
@@ -65,24 +67,11 @@ def prefixed(label: str, line: str) -> str:
 
 def open_log(root: Path, name: str = LOG_NAME) -> int | None:
     """A read-only descriptor of ``<root>/log/<name>``, or None when it is not a regular file."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    root_fd = log_fd = file_fd = -1
     try:
-        root_fd = os.open(root, flags | os.O_DIRECTORY)
-        log_fd = os.open(LOG_DIR, flags | os.O_DIRECTORY, dir_fd=root_fd)
-        file_fd = os.open(name, flags | os.O_NONBLOCK, dir_fd=log_fd)
-        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-            os.close(file_fd)
-            return None
-        return file_fd
+        with beneath.opened(beneath.open_root(root)) as root_fd:
+            return beneath.open_regular(root_fd, f"{LOG_DIR}/{name}")
     except OSError:
-        if file_fd >= 0:
-            os.close(file_fd)
         return None
-    finally:
-        for fd in (log_fd, root_fd):
-            if fd >= 0:
-                os.close(fd)
 
 
 def tail_bytes(fd: int, end: int, lines: int) -> bytes:
