@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from slipway.runtime.base import MOP_USER
+from slipway.services.layout import MOP_GID, MOP_UID
 from slipway.volumes.base import VolumeError
 from slipway.volumes.loopfile import LoopfileProvider, mounted_points
 
@@ -65,7 +66,7 @@ def test_create_mounts_an_empty_volume_owned_by_mop(provider: LoopfileProvider) 
     assert volume.path in mounted_points()
     assert volume.size == 64 * MB
     st = volume.path.stat()
-    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert (st.st_uid, st.st_gid) == (MOP_UID, MOP_GID)
     assert list(volume.path.iterdir()) == []  # lost+found removed
     assert provider.get("build-1") == volume
     assert provider.list() == [volume]
