@@ -6,6 +6,7 @@ Nothing else in the package reads ``os.environ`` for configuration: code receive
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,9 @@ class Settings:
     crash_loop_count: int = 5
     crash_loop_window: int = 300
     notifications_poll: float = 2.0
+    # A queued deploy that no worker starts within this many seconds (while no other deploy
+    # keeps the workers busy) is failed by the reconciler.
+    deploy_start_timeout: int = 300
     # Logs and one-off runs: logs of replaced instances are kept old_logs_retention seconds; a
     # followed log stream ends after logs_follow_limit seconds, a one-off run after run_timeout.
     old_logs_retention: int = 86400
@@ -108,6 +112,17 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def platform_id(self) -> str:
+        """This platform's identity: "1" for the default data directory, else a hash of it.
+
+        Its broker queue and keys, deploy locks, container labels and every task message carry
+        it, so two platforms on one host (or one broker) never act on each other's work.
+        """
+        if self.data_dir == Settings().data_dir:
+            return "1"
+        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
 
     @property
     def git_dir(self) -> Path:
@@ -166,6 +181,7 @@ class Settings:
             run_timeout=int(_env("SLIPWAY_RUN_TIMEOUT", "3600")),
             release_timeout=int(_env("SLIPWAY_RELEASE_TIMEOUT", "900")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
+            deploy_start_timeout=int(_env("SLIPWAY_DEPLOY_START_TIMEOUT", "300")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
             lvm_thin_pool=_env("SLIPWAY_LVM_THINPOOL", d.lvm_thin_pool),

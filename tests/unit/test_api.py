@@ -216,6 +216,32 @@ def test_a_tarball_upload_queues_a_deploy_sent_after_commit(api: Api) -> None:
     assert api.call("GET", f"/apps/hello/deploys/{deploy['id'] + 1}").status_code == 404
 
 
+def test_a_queued_deploy_is_cancelled_once_and_only_by_its_owner(api: Api) -> None:
+    api.create("hello")
+    body = tarball({"index.html": b"<h1>hi</h1>"})
+    headers = {"Content-Type": "application/gzip"}
+    deploy = api.call("POST", "/apps/hello/deploys", data=body, headers=headers).get_json()
+    cancel = f"/apps/hello/deploys/{deploy['id']}/cancel"
+
+    refused = api.call("POST", cancel, "bob")
+    assert refused.status_code == 404 and "hello" in refused.get_json()["error"]
+    assert api.call("GET", f"/apps/hello/deploys/{deploy['id']}").get_json()["state"] == "queued"
+
+    cancelled = api.call("POST", cancel)
+    assert cancelled.status_code == 200, cancelled.get_json()
+    assert cancelled.get_json()["state"] == "cancelled"
+    assert cancelled.get_json()["error"] == "Cancelled by alice."
+    again = api.call("POST", cancel)
+    assert again.status_code == 409
+    assert again.get_json()["error"] == (
+        f"Deploy {deploy['id']} already ended (cancelled); "
+        "only a queued or running deploy can be cancelled."
+    )
+    assert api.call("POST", f"/apps/hello/deploys/{deploy['id'] + 1}/cancel").status_code == 404
+    events = api.call("GET", "/apps/hello/events").get_json()
+    assert [e["type"] for e in events] == ["deploy_cancelled"]
+
+
 def test_an_upload_naming_its_commit_is_a_git_deploy_of_that_commit(api: Api) -> None:
     api.create("hello")
     sha = "3F1C2A9B0D4E" + "0" * 28

@@ -424,6 +424,39 @@ def test_a_failed_deploy_exits_non_zero_with_the_reason(api: FakeApi) -> None:
     assert "error: deploy 7 failed: The build exited with status 1." in result.output
 
 
+def test_deploys_cancel_picks_the_running_deploy_or_the_one_given(api: FakeApi) -> None:
+    listed = [
+        {"id": 9, "state": "building", "source_kind": "git"},
+        {"id": 8, "state": "succeeded", "source_kind": "git"},
+    ]
+    api.on("GET", "/apps/hello/deploys", (200, listed))
+    api.on("POST", "/apps/hello/deploys/9/cancel", (200, {"id": 9, "state": "cancelled"}))
+    api.on(
+        "POST",
+        "/apps/hello/deploys/8/cancel",
+        (
+            409,
+            {
+                "error": "Deploy 8 already ended (succeeded); only a queued or running deploy can be cancelled."
+            },
+        ),
+    )
+    result = run("deploys:cancel", "-a", "hello")
+    assert result.exit_code == 0, result.output
+    assert "Deploy 9 of hello is cancelled" in result.output
+    assert api.last("POST", "/apps/hello/deploys/9/cancel")
+    refused = run("deploys:cancel", "-a", "hello", "8")
+    assert refused.exit_code == 1 and "Deploy 8 already ended (succeeded)" in refused.output
+    assert run("deploys", "-a", "hello").output.splitlines()[1].split()[:2] == ["9", "building"]
+
+
+def test_deploys_cancel_without_a_running_deploy_says_so(api: FakeApi) -> None:
+    api.on("GET", "/apps/hello/deploys", (200, [{"id": 8, "state": "cancelled"}]))
+    result = run("deploys:cancel", "-a", "hello")
+    assert result.exit_code == 1
+    assert "hello has no queued or running deploy to cancel" in result.output
+
+
 def test_deploy_of_an_empty_directory_is_refused(api: FakeApi) -> None:
     result = run("deploy", "-a", "hello")
     assert result.exit_code == 1

@@ -327,7 +327,7 @@ def test_only_queued_deploys_run(
 def test_one_deploy_per_app_at_a_time(
     session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
 ) -> None:
-    lock = settings.data_dir / "locks" / f"app-{app.id}.lock"
+    lock = deploys.lock_path(settings, app.id)
     lock.parent.mkdir(parents=True)
     with lock.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -154,7 +154,7 @@ def test_an_instance_that_does_not_come_back_is_marked_crashed(
     assert web.state == "live" and router(adapters).routes[0].upstreams == [web.host_port]
 
 
-def test_queued_deploys_wait_for_a_worker(
+def test_a_queued_deploy_no_worker_starts_fails_with_a_clear_error(
     session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
 ) -> None:
     queued = deploys.accept_tarball(
@@ -162,10 +162,58 @@ def test_queued_deploys_wait_for_a_worker(
     )
     session.commit()
     assert reconciler.reconcile(session, adapters, settings).failed_deploys == []
-    queued.created_at = datetime.now(UTC) - timedelta(days=1)
+    queued.created_at = datetime.now(UTC) - timedelta(seconds=settings.deploy_start_timeout + 1)
+    session.commit()
+    assert reconciler.reconcile(session, adapters, settings).failed_deploys == [queued.id]
+    session.refresh(queued)
+    assert queued.state == "failed"
+    assert queued.error == reconciler.not_started(settings)
+    assert "No worker started this deploy within 300 seconds" in queued.error
+    assert "slipway server status" in queued.error
+
+
+def test_a_queued_deploy_waits_its_turn_while_the_workers_run_other_deploys(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    queued = deploys.accept_tarball(
+        session, app, source(STATIC), None, settings, adapters.artifacts
+    )
+    running = deploys.accept_tarball(
+        session, app, source(STATIC), None, settings, adapters.artifacts
+    )
+    queued.created_at = datetime.now(UTC) - timedelta(seconds=settings.deploy_start_timeout + 1)
+    running.state, running.heartbeat_at = "building", datetime.now(UTC)
+    session.commit()
+    assert reconciler.reconcile(session, adapters, settings).failed_deploys == []
+    queued.created_at = datetime.now(UTC) - timedelta(days=1)  # past the lock and build limits
     session.commit()
     assert reconciler.reconcile(session, adapters, settings).failed_deploys == [queued.id]
     assert session.get(Deploy, queued.id).error == reconciler.NEVER_PICKED  # type: ignore[union-attr]
+
+
+def test_half_started_instances_left_by_a_dead_worker_are_removed(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    deploy(session, app, adapters, settings, STATIC)
+    [web] = live(session, app)
+    # A roll (config change) whose worker died while its new instance started: no deploy row.
+    release = web.release
+    half = instances.add_instance(session, app, release, "web", 2)
+    instances.launch(session, adapters, settings, app, half)
+    assert half.container_id
+    half_container, half_volume = half.container_id, half.volume_name
+    runtime(adapters).kill(half_container)  # its app crash-loops
+
+    with deploys.app_lock(settings, app.id, timeout=1):  # a roll in progress owns it
+        report = reconciler.reconcile(session, adapters, settings)
+    assert report.removed_half_started == [] and half_container in runtime(adapters).containers
+
+    report = reconciler.reconcile(session, adapters, settings)
+    assert report.removed_half_started == [half.container_name]
+    assert half_container in runtime(adapters).stopped
+    assert half_volume not in volumes(adapters).volumes
+    assert [i.id for i in instances.running_instances(session, app)] == [web.id]
+    assert router(adapters).routes[0].upstreams == [web.host_port]
 
 
 def republish(fake: BuildingRuntime, container_id: str, port: int) -> None:

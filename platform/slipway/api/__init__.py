@@ -41,6 +41,7 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>/deploys", deploys.create_deploy, ["POST"]),
     ("/apps/<name>/deploys/<int:deploy_id>", deploys.show_deploy, ["GET"]),
     ("/apps/<name>/deploys/<int:deploy_id>/log", deploys.deploy_log, ["GET"]),
+    ("/apps/<name>/deploys/<int:deploy_id>/cancel", deploys.cancel_deploy, ["POST"]),
     ("/apps/<name>/releases", releases.list_releases, ["GET"]),
     ("/apps/<name>/rollback", releases.rollback, ["POST"]),
     ("/apps/<name>/config", config.show_config, ["GET"]),

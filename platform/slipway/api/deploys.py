@@ -1,4 +1,4 @@
-"""``/apps/<app>/deploys``: upload a tarball, follow the deploy, stream its log."""
+"""``/apps/<app>/deploys``: upload a tarball, follow the deploy, stream its log, cancel it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from slipway.api.context import adapters, current_user, db, platform, settings
 from slipway.db import session_scope
 from slipway.models import App, Deploy
-from slipway.services import apps
+from slipway.services import apps, deploy_cancel
 from slipway.services import deploys as deploy_service
 from slipway.services.errors import Invalid, NotFound
 
@@ -89,6 +89,15 @@ def show_deploy(name: str, deploy_id: int) -> Response:
     session = db()
     app = apps.get_app(session, current_user(), name)
     return jsonify(deploy_view(find_deploy(session, app, deploy_id)))
+
+
+def cancel_deploy(name: str, deploy_id: int) -> Response:
+    """Cancel a queued or running deploy (409 once it ended)."""
+    session = db()
+    user = current_user()
+    deploy = find_deploy(session, apps.get_app(session, user, name), deploy_id)
+    cancelled = deploy_cancel.cancel_deploy(session, deploy, adapters(), settings(), user.username)
+    return jsonify(deploy_view(cancelled))
 
 
 def deploy_log(name: str, deploy_id: int) -> Response:

@@ -14,7 +14,7 @@ from slipway.cli.common import app_option, resolve_app
 from slipway.cli.output import json_option, print_json
 from slipway.cli.source import pack
 
-FINAL_STATES = {"succeeded", "failed"}
+FINAL_STATES = {"succeeded", "failed", "cancelled"}
 POLL_INTERVAL = 1.0
 
 
@@ -82,8 +82,9 @@ def deploy(app: str | None, directory: Path, no_follow: bool, timeout: int, as_j
     final = follow_deploy(client, name, started["id"], timeout, quiet=as_json)
     if as_json:
         print_json(final)
-    if final["state"] == "failed":
-        raise CliError(f"deploy {final['id']} failed: {final.get('error') or 'see the log above'}")
+    if final["state"] in ("failed", "cancelled"):
+        reason = final.get("error") or "see the log above"
+        raise CliError(f"deploy {final['id']} {final['state']}: {reason}")
     if not as_json:
         url = client.get(f"/apps/{name}").get("url")
         click.echo(f"-----> Deployed {name}: {url}")

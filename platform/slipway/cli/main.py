@@ -7,6 +7,7 @@ import click
 from slipway.cli.apps import apps, git_credential, git_remote
 from slipway.cli.config_vars import config
 from slipway.cli.deploy import deploy
+from slipway.cli.deploys import deploys
 from slipway.cli.events import events
 from slipway.cli.login import login, logout
 from slipway.cli.processes import logs, open_, ps, scale, url
@@ -67,6 +68,7 @@ for command in (
     git_remote,
     git_credential,
     deploy,
+    deploys,
     config,
     releases,
     rollback,

@@ -11,11 +11,12 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from slipway.dashboard import bp
+from slipway.dashboard import bp, queries
+from slipway.dashboard.auth import current_user
 from slipway.dashboard.context import adapters, db, discard_session, settings, transactional
 from slipway.dashboard.pages import find_app
 from slipway.runtime.base import RuntimeUnavailable
-from slipway.services import apps, deploys, processes, releases, webhooks
+from slipway.services import apps, deploy_cancel, deploys, processes, releases, webhooks
 from slipway.services import instances as instance_service
 from slipway.services.errors import Invalid, NotFound, SlipwayError
 
@@ -184,6 +185,18 @@ def upload_deploy(name: str) -> Response:
 # ---------------------------------------------------------------------------------------------
 # Process control
 # ---------------------------------------------------------------------------------------------
+@bp.route("/apps/<name>/deploys/<int:deploy_id>/cancel", methods=["POST"])
+@transactional
+def cancel_deploy(name: str, deploy_id: int) -> Response:
+    app = find_app(name)
+    deploy = queries.find_deploy(db(), app, deploy_id)
+    if deploy is None:
+        raise NotFound(f"App {app.name!r} has no deploy {deploy_id}.")
+    deploy_cancel.cancel_deploy(db(), deploy, adapters(), settings(), current_user().username)
+    flash(f"Deploy #{deploy_id} is cancelled.", "success")
+    return redirect(url_for("dashboard.deploy_page", name=name, deploy_id=deploy_id))
+
+
 
 
 @bp.route("/apps/<name>/processes/<label>/<action>", methods=["POST"])

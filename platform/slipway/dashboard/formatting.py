@@ -15,6 +15,7 @@ EVENT_TITLES = {
     event_types.CRASH_LOOP: "Crash loop",
     event_types.DEPLOY_SUCCEEDED: "Deploy succeeded",
     event_types.DEPLOY_FAILED: "Deploy failed",
+    event_types.DEPLOY_CANCELLED: "Deploy cancelled",
     event_types.RELEASED: "Released",
 }
 BAD_EVENTS = {event_types.CRASH, event_types.OOM, event_types.CRASH_LOOP, event_types.DEPLOY_FAILED}

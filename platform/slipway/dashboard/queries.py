@@ -80,7 +80,12 @@ class TimelineItem:
 
 # Deploys and releases are read from their own rows (the record of truth), so event rows of
 # these types would only repeat them.
-_FROM_OWN_ROWS = {event_types.DEPLOY_SUCCEEDED, event_types.DEPLOY_FAILED, event_types.RELEASED}
+_FROM_OWN_ROWS = {
+    event_types.DEPLOY_SUCCEEDED,
+    event_types.DEPLOY_FAILED,
+    event_types.DEPLOY_CANCELLED,
+    event_types.RELEASED,
+}
 
 
 def timeline(db: Session, app: App, events: list[Event], limit: int = 30) -> list[TimelineItem]:
@@ -106,4 +111,6 @@ def _deploy_item(deploy: Deploy) -> TimelineItem:
     if deploy.state == "succeeded":
         return TimelineItem(event_types.DEPLOY_SUCCEEDED, f"Deploy #{deploy.id}", at)
     reason = f": {deploy.error}" if deploy.error else ""
+    if deploy.state == "cancelled":
+        return TimelineItem(event_types.DEPLOY_CANCELLED, f"Deploy #{deploy.id}{reason}", at)
     return TimelineItem(event_types.DEPLOY_FAILED, f"Deploy #{deploy.id}{reason}", at)

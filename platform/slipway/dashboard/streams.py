@@ -70,7 +70,7 @@ def follow_deploy(
     while True:
         # Read the state before the log, so the last read catches every line written before it.
         state = _deploy_state(factory, deploy_id)
-        finished = state in ("", "succeeded", "failed") or time.monotonic() > deadline
+        finished = state in ("", "succeeded", "failed", "cancelled") or time.monotonic() > deadline
         for text, end in new_lines(path, offset, flush=finished):
             offset = end
             yield sse(text, event="log", event_id=end)

@@ -35,7 +35,7 @@ TIMEOUT_VAR = "SLIPWAY_DEPLOY_TIMEOUT"  # seconds a deploy may take before the p
 COMMIT_HEADER = "X-Slipway-Commit"
 
 ZERO = "0" * 40
-FINAL_STATES = {"succeeded", "failed"}
+FINAL_STATES = {"succeeded", "failed", "cancelled"}
 CHUNK = 64 * 1024
 MAX_LINE = 64 * 1024  # of a status, header or chunk-size line
 REQUEST_TIMEOUT = 120.0  # for one API answer; following the log has the deploy's own deadline
@@ -332,7 +332,8 @@ def deploy_push(handoff: Handoff, sha: str) -> bool:
         say(f" !     {REFUSED}")
         return False
     if deploy.get("state") != "succeeded":
-        say(f" !     Deploy {deploy_id} failed: {deploy.get('error') or 'see the lines above'}")
+        state, error = deploy.get("state"), deploy.get("error") or "see the lines above"
+        say(f" !     Deploy {deploy_id} {state}: {error}")
         say(f" !     {REFUSED}")
         return False
     say(f"-----> Deployed: {handoff.app_url}")

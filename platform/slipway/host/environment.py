@@ -36,6 +36,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SLIPWAY_DEFAULT_MEMORY": str(settings.default_memory),
         "SLIPWAY_INSTANCE_PIDS": str(settings.instance_pids),
         "SLIPWAY_START_TIMEOUT": str(settings.start_timeout),
+        "SLIPWAY_DEPLOY_START_TIMEOUT": str(settings.deploy_start_timeout),
         "SLIPWAY_MAX_UPLOAD_SIZE": str(settings.max_upload_size),
         "SLIPWAY_KEEP_RELEASES": str(settings.keep_releases),
         "SLIPWAY_LVM_VG": settings.lvm_volume_group,

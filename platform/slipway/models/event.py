@@ -16,8 +16,17 @@ OOM = "oom"
 CRASH_LOOP = "crash_loop"
 DEPLOY_SUCCEEDED = "deploy_succeeded"
 DEPLOY_FAILED = "deploy_failed"
+DEPLOY_CANCELLED = "deploy_cancelled"
 RELEASED = "released"
-EVENT_TYPES = (CRASH, OOM, CRASH_LOOP, DEPLOY_SUCCEEDED, DEPLOY_FAILED, RELEASED)
+EVENT_TYPES = (
+    CRASH,
+    OOM,
+    CRASH_LOOP,
+    DEPLOY_SUCCEEDED,
+    DEPLOY_FAILED,
+    DEPLOY_CANCELLED,
+    RELEASED,
+)
 
 
 class Event(Base):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from slipway.config import Settings
 from slipway.runtime.base import (
     BuildResult,
@@ -44,7 +42,5 @@ def get_runtime(settings: Settings | None = None) -> ContainerRuntime:
 
 
 def platform_id(settings: Settings) -> str:
-    """The value of the managed label for this platform: "1" for the default data directory."""
-    if settings.data_dir == Settings().data_dir:
-        return "1"
-    return hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:12]
+    """The value of the managed label for this platform (``Settings.platform_id``)."""
+    return settings.platform_id

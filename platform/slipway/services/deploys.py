@@ -5,8 +5,14 @@ at every step, so the API shows progress while the worker runs. Every line goes 
 log file. A heartbeat thread stamps ``heartbeat_at`` so the reconciler can tell a slow deploy from
 one whose worker died.
 
-Serialisation: an exclusive ``flock`` on ``<data dir>/locks/app-<id>.lock``. Workers on this host
-share it; a waiting deploy stays ``queued`` until the lock is free (bounded by
+A user may cancel a deploy at any step (``services.deploy_cancel``): the state becomes
+``cancelled``. The worker notices: every step moves the state only from an unfinished one, the
+heartbeat reads the state and stops the deploy's build or release-phase container, and the
+router switch happens only after one last look, in the same transaction. The worker then undoes
+what it started, as it does for a failure.
+
+Serialisation: an exclusive ``flock`` on ``<data dir>/locks/<platform id>/app-<id>.lock``. Workers
+of this platform share it; a waiting deploy stays ``queued`` until the lock is free (bounded by
 ``deploy_lock_timeout``). The kernel drops the lock when a worker dies, so nothing stays stuck.
 """
 
@@ -15,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
@@ -28,7 +34,17 @@ from slipway.config import Settings
 from slipway.locks import file_lock
 from slipway.models import App, Deploy, Release
 from slipway.models import event as kinds
-from slipway.models.deploy import BUILDING, FAILED, QUEUED, RELEASING, STARTING, SUCCEEDED
+from slipway.models.deploy import (
+    BUILDING,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RELEASING,
+    STARTING,
+    SUCCEEDED,
+    TERMINAL_STATES,
+)
+from slipway.runtime.base import ContainerInfo
 from slipway.services import appjson, archives, builds, instances, prune, releases
 from slipway.services.artifacts import ArtifactStore
 from slipway.services.errors import SlipwayError, TooLarge
@@ -36,6 +52,10 @@ from slipway.services.errors import SlipwayError, TooLarge
 logger = logging.getLogger(__name__)
 
 DEPLOY_TASK = "slipway.deploy"
+
+
+class DeployCancelled(SlipwayError):
+    """The deploy was cancelled while the worker ran it; the worker stops and undoes its steps."""
 
 
 def _now() -> datetime:
@@ -116,10 +136,23 @@ class DeployLog:
 
 
 class Heartbeat:
-    """Stamps ``heartbeat_at`` every few seconds from its own thread and connection."""
+    """Stamps ``heartbeat_at`` every few seconds from its own thread and connection.
 
-    def __init__(self, engine: Engine, deploy_id: int, interval: float) -> None:
+    Each beat also reads the state: once the deploy is ``cancelled``, :attr:`cancelled` is set
+    and ``on_cancel`` runs once (it stops the deploy's build or release-phase container, so the
+    step waiting on it ends at once).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        deploy_id: int,
+        interval: float,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._engine, self._deploy_id, self._interval = engine, deploy_id, interval
+        self._on_cancel = on_cancel
+        self.cancelled = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"heartbeat-{deploy_id}", daemon=True
@@ -138,7 +171,13 @@ class Heartbeat:
         stamp = update(Deploy).where(Deploy.id == self._deploy_id).values(heartbeat_at=_now())
         with Session(self._engine) as session:
             session.execute(stamp)
+            state = session.scalar(select(Deploy.state).where(Deploy.id == self._deploy_id))
             session.commit()
+        if state == CANCELLED and not self.cancelled.is_set():
+            self.cancelled.set()
+            logger.info("deploy %s was cancelled", self._deploy_id)
+            if self._on_cancel is not None:
+                self._on_cancel()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -148,13 +187,37 @@ class Heartbeat:
                 logger.warning("heartbeat of deploy %s failed: %s", self._deploy_id, exc)
 
 
+def lock_path(settings: Settings, app_id: int) -> Path:
+    """The app's deploy lock; it names the platform, like every lock and broker key."""
+    return settings.data_dir / "locks" / settings.platform_id / f"app-{app_id}.lock"
+
+
 @contextlib.contextmanager
-def app_lock(settings: Settings, app_id: int, timeout: float) -> Iterator[None]:
-    """Hold the app's deploy lock; Conflict when another holder keeps it past ``timeout``."""
-    path = settings.data_dir / "locks" / f"app-{app_id}.lock"
+def app_lock(
+    settings: Settings, app_id: int, timeout: float, give_up: Callable[[], bool] | None = None
+) -> Iterator[None]:
+    """Hold the app's deploy lock; Conflict when another holder keeps it past ``timeout`` (or
+    while waiting, once ``give_up()`` is true)."""
     busy = f"Another deploy of this app was still running after {timeout:.0f} seconds."
-    with file_lock(path, timeout, busy):
+    with file_lock(lock_path(settings, app_id), timeout, busy, give_up or (lambda: False)):
         yield
+
+
+def deploy_containers(
+    adapters: Adapters, settings: Settings, deploy_id: int
+) -> list[ContainerInfo]:
+    """The deploy's build and release-phase containers on this platform."""
+    labels = {**instances.platform_labels(settings), builds.LABEL_DEPLOY: str(deploy_id)}
+    return adapters.runtime.list(labels=labels)
+
+
+def stop_deploy_containers(adapters: Adapters, settings: Settings, deploy_id: int) -> None:
+    """Stop (and remove) the deploy's build and release-phase containers; errors are logged."""
+    try:
+        for container in deploy_containers(adapters, settings, deploy_id):
+            adapters.runtime.stop(container.container_id)
+    except Exception as exc:  # the reconciler removes build containers of finished deploys
+        logger.warning("could not stop the containers of deploy %s: %s", deploy_id, exc)
 
 
 def run_deploy(session: Session, deploy_id: int, adapters: Adapters, settings: Settings) -> None:
@@ -165,18 +228,30 @@ def run_deploy(session: Session, deploy_id: int, adapters: Adapters, settings: S
     log = DeployLog(Path(deploy.log_path or log_dir(settings) / f"{deploy_id}.log"))
     engine = session.get_bind()
     assert isinstance(engine, Engine)
+    heartbeat = Heartbeat(
+        engine,
+        deploy_id,
+        settings.heartbeat_interval,
+        on_cancel=lambda: stop_deploy_containers(adapters, settings, deploy_id),
+    )
     try:
-        with Heartbeat(engine, deploy_id, settings.heartbeat_interval):
-            _run_locked(session, deploy, adapters, settings, log)
+        with heartbeat:
+            _run_locked(session, deploy, adapters, settings, log, heartbeat.cancelled)
     finally:
         log.close()
 
 
 def _run_locked(
-    session: Session, deploy: Deploy, adapters: Adapters, settings: Settings, log: DeployLog
+    session: Session,
+    deploy: Deploy,
+    adapters: Adapters,
+    settings: Settings,
+    log: DeployLog,
+    cancelled: threading.Event,
 ) -> None:
     try:
-        with app_lock(settings, deploy.app_id, settings.deploy_lock_timeout):
+        timeout = settings.deploy_lock_timeout
+        with app_lock(settings, deploy.app_id, timeout, give_up=cancelled.is_set):
             session.refresh(deploy)  # the reconciler may have failed it while we waited
             if deploy.state != QUEUED:
                 return
@@ -195,10 +270,15 @@ def _pipeline(
     first = app.current_release_id is None
     _set_state(session, deploy, BUILDING)
     output = builds.build(adapters, settings, app.name, deploy.id, Path(deploy.source_path), log)
-    _set_state(session, deploy, RELEASING)
-    config = dict(app.config)
-    _release_phase(session, deploy, adapters, settings, output, config, log)
-    begin_write(session, deploy.id)
+    try:
+        _set_state(session, deploy, RELEASING)
+        config = dict(app.config)
+        _release_phase(session, deploy, adapters, settings, output, config, log)
+        begin_write(session, deploy.id)
+        _check_not_cancelled(session, deploy)
+    except Exception:
+        adapters.artifacts.delete(output.slug_path)  # no release will ever point at it
+        raise
     release = releases.create_release(
         session,
         app,
@@ -215,7 +295,8 @@ def _pipeline(
     session.commit()
     log(f"-----> Released v{release.version}")
     _set_state(session, deploy, STARTING)
-    instances.roll(session, adapters, settings, app, release, log)
+    guard = lambda: _last_look_before_switch(session, deploy)  # noqa: E731
+    instances.roll(session, adapters, settings, app, release, log, before_switch=guard)
     if first and output.app_json.postdeploy:
         _postdeploy(adapters, settings, app, release, output.app_json.postdeploy, log)
     _succeed(session, deploy, release)
@@ -307,17 +388,48 @@ def begin_write(session: Session, deploy_id: int) -> None:
 
 
 def _set_state(session: Session, deploy: Deploy, state: str) -> None:
-    deploy.state = state
+    """Move to the next step, only from a step that may lead there: a deploy cancelled
+    meanwhile raises :class:`DeployCancelled` instead (and a queued one is never started)."""
+    session.commit()  # the update below is the transaction's first statement
+    allowed = [QUEUED] if state == BUILDING else [QUEUED, BUILDING, RELEASING, STARTING]
+    values: dict[str, Any] = {"state": state}
     if state == BUILDING:
-        deploy.started_at = _now()
+        values["started_at"] = _now()
+    moved = session.execute(
+        update(Deploy).where(Deploy.id == deploy.id, Deploy.state.in_(allowed)).values(**values)
+    )
     session.commit()
+    if getattr(moved, "rowcount", 1) == 0:
+        raise DeployCancelled(f"Deploy {deploy.id} was cancelled.")
+    session.refresh(deploy)
+
+
+def _check_not_cancelled(session: Session, deploy: Deploy) -> None:
+    """Raise :class:`DeployCancelled` once the deploy's row says so."""
+    session.refresh(deploy)
+    if deploy.state == CANCELLED:
+        raise DeployCancelled(f"Deploy {deploy.id} was cancelled.")
+
+
+def _last_look_before_switch(session: Session, deploy: Deploy) -> None:
+    """Lock the deploy's row (a write opens the transaction) and check it is not cancelled.
+
+    The router switch and ``current_release_id`` are committed in this same transaction, so a
+    cancel either lands before it (and the new instances are undone) or finds the release live.
+    """
+    begin_write(session, deploy.id)
+    _check_not_cancelled(session, deploy)
 
 
 def _fail(session: Session, deploy: Deploy, error: str, log: DeployLog) -> None:
     session.rollback()
     begin_write(session, deploy.id)
     session.refresh(deploy)
-    if deploy.state in (SUCCEEDED, FAILED):
+    if deploy.state == CANCELLED:
+        session.commit()
+        log("-----> The deploy was cancelled: what it had started is removed")
+        return
+    if deploy.state in TERMINAL_STATES:
         return
     mark_failed(session, deploy, error)
     session.commit()

@@ -363,12 +363,19 @@ def web_checks(release: Release) -> tuple[HealthCheck, ...]:
 
 
 def roll(
-    session: Session, adapters: Adapters, settings: Settings, app: App, release: Release, log: Log
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    log: Log,
+    before_switch: Callable[[], None] | None = None,
 ) -> None:
     """Run the app's formation on ``release`` and retire everything else (zero downtime).
 
     New web instances must pass the release's app.json health checks, whatever made the roll:
-    a deploy, a config change or a rollback.
+    a deploy, a config change or a rollback. ``before_switch`` runs once they are live; if it
+    raises (a cancelled deploy), they are undone and the old ones keep serving.
     """
     old = running_instances(session, app)
     wanted = [
@@ -378,6 +385,14 @@ def roll(
     ]
     checks = web_checks(release)
     new = start_group(session, adapters, settings, app, release, wanted, log, checks)
+    if before_switch is not None:
+        try:
+            before_switch()
+        except Exception:
+            session.rollback()
+            for instance in new:
+                _undo(session, adapters, instance, log)
+            raise
     switch_and_drain(session, adapters, settings, app, release, new, old, log)
 
 

@@ -2,9 +2,11 @@
 
 It runs on start and periodically. Each pass:
 
-1. fails deploys whose worker died (stale heartbeat) and removes their build containers, build
-   volumes and half-started instances;
-2. restarts instances that should run but whose container is gone or exited (same release);
+1. fails deploys whose worker died (stale heartbeat), and queued deploys no worker started in
+   time, and removes their build containers, build volumes and half-started instances;
+2. removes instances left ``starting`` with no deploy or roll running (a worker died while it
+   started them: they would crash-loop until the next deploy), then restarts instances that
+   should run but whose container is gone or exited (same release);
 3. removes containers and volumes no row owns;
 4. rewrites the router configuration.
 
@@ -30,6 +32,7 @@ from slipway.models.instance import CRASHED, LIVE, STARTING, STOPPED
 from slipway.runtime.base import LABEL_INSTANCE, LABEL_KIND, ContainerInfo
 from slipway.services import instances, processes
 from slipway.services.builds import LABEL_DEPLOY, build_volume_names
+from slipway.services.deploy_cancel import clean_up
 from slipway.services.deploys import DeployLog, app_lock, mark_failed
 from slipway.services.errors import Conflict, SlipwayError
 from slipway.services.routing import routes_from_db
@@ -41,9 +44,19 @@ RECHECK_TIMEOUT = 2.0
 NEVER_PICKED = "No worker picked this deploy up in time; deploy again."
 
 
+def not_started(settings: Settings) -> str:
+    """Why a queued deploy that no worker took failed, and what to check."""
+    return (
+        f"No worker started this deploy within {settings.deploy_start_timeout} seconds. "
+        "Check that the platform's worker runs (`slipway server status`) and uses the same "
+        "SLIPWAY_REDIS_URL and SLIPWAY_DATA_DIR as the API, then deploy again."
+    )
+
+
 @dataclass
 class ReconcileReport:
     failed_deploys: list[int] = field(default_factory=list)
+    removed_half_started: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
     removed_volumes: list[str] = field(default_factory=list)
@@ -57,7 +70,7 @@ def reconcile(
     if on_start:
         adapters.volumes.recover()
     report.failed_deploys = fail_stale_deploys(session, adapters, settings)
-    report.restarted = restart_missing(session, adapters, settings)
+    report.removed_half_started, report.restarted = restart_missing(session, adapters, settings)
     report.removed_containers = remove_orphan_containers(session, adapters, settings)
     report.removed_volumes = remove_orphan_volumes(session, adapters)
     # Routes are read in a fresh transaction, and read again after they are applied: a deploy
@@ -76,16 +89,26 @@ def reconcile(
 
 
 def fail_stale_deploys(session: Session, adapters: Adapters, settings: Settings) -> list[int]:
-    """Fail unfinished deploys whose heartbeat stopped, and clean up what they left."""
+    """Fail unfinished deploys whose heartbeat stopped, and queued ones no worker started.
+
+    A queued deploy can wait its turn while the workers run other deploys; it fails after
+    ``deploy_start_timeout`` only when no deploy kept a worker busy (a live worker would have
+    taken it), and in any case after the lock and build time limits.
+    """
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.deploy_stale_after)
+    not_taken = now - timedelta(seconds=settings.deploy_start_timeout)
     never = now - timedelta(seconds=settings.deploy_lock_timeout + settings.build_timeout)
-    query = select(Deploy).where(Deploy.state.not_in(TERMINAL_STATES))
+    unfinished = session.scalars(select(Deploy).where(Deploy.state.not_in(TERMINAL_STATES))).all()
+    busy = any(d.heartbeat_at is not None and d.heartbeat_at >= stale for d in unfinished)
     failed = []
-    for deploy in session.scalars(query).all():
+    for deploy in unfinished:
+        waiting = deploy.heartbeat_at is None and deploy.state == QUEUED
         if deploy.heartbeat_at is not None and deploy.heartbeat_at < stale:
             _fail(session, adapters, settings, deploy, WORKER_DIED)
-        elif deploy.heartbeat_at is None and deploy.state == QUEUED and deploy.created_at < never:
+        elif waiting and not busy and deploy.created_at < not_taken:
+            _fail(session, adapters, settings, deploy, not_started(settings))
+        elif waiting and deploy.created_at < never:
             _fail(session, adapters, settings, deploy, NEVER_PICKED)
         else:
             continue
@@ -97,17 +120,7 @@ def _fail(
     session: Session, adapters: Adapters, settings: Settings, deploy: Deploy, error: str
 ) -> None:
     logger.warning("deploy %s: %s", deploy.id, error)
-    ours = {**instances.platform_labels(settings), LABEL_DEPLOY: str(deploy.id)}
-    for container in adapters.runtime.list(labels=ours):
-        _stop_quietly(adapters, container)
-    for name in build_volume_names(deploy.id):
-        adapters.volumes.destroy(name)
-    if deploy.release_id is not None:
-        half_started = select(Instance).where(
-            Instance.release_id == deploy.release_id, Instance.state == STARTING
-        )
-        for instance in session.scalars(half_started).all():
-            instances.retire(session, adapters, instance)
+    clean_up(session, adapters, settings, deploy)
     mark_failed(session, deploy, error)
     session.commit()
     if deploy.log_path:
@@ -127,17 +140,41 @@ def _by_instance(containers: list[ContainerInfo]) -> dict[str, ContainerInfo]:
     }
 
 
-def restart_missing(session: Session, adapters: Adapters, settings: Settings) -> list[str]:
-    """Start a new container (same release, same volume) for instances whose container is gone."""
+def restart_missing(
+    session: Session, adapters: Adapters, settings: Settings
+) -> tuple[list[str], list[str]]:
+    """Remove half-started instances, then start a new container (same release, same volume)
+    for instances whose container is gone. Returns (removed, restarted) container names."""
     containers = _by_instance(adapters.runtime.list(instances.platform_labels(settings)))
-    restarted = []
+    removed: list[str] = []
+    restarted: list[str] = []
     for app in session.scalars(select(App).order_by(App.name)).all():
         try:
             with app_lock(settings, app.id, timeout=0):
+                removed += remove_half_started(session, adapters, app)
                 restarted += _restart_app(session, adapters, settings, app, containers)
         except Conflict:
             logger.info("%s: a deploy holds the lock; instances left to it", app.name)
-    return restarted
+    return removed, restarted
+
+
+def remove_half_started(session: Session, adapters: Adapters, app: App) -> list[str]:
+    """Retire instances still ``starting`` while the app's deploy lock is free (the caller
+    holds it): only a deploy or roll starts instances, under that lock, and it either makes them
+    live or removes them. These were left by a worker that died, and are no part of the
+    current release's formation."""
+    query = select(Instance).where(Instance.app_id == app.id, Instance.state == STARTING)
+    removed = []
+    for instance in session.scalars(query).all():
+        name = instance.container_name
+        logger.warning("%s: removing %s, left half-started by a worker that died", app.name, name)
+        try:
+            instances.retire(session, adapters, instance)
+            removed.append(name)
+        except Exception as exc:  # tried again on the next pass
+            logger.warning("%s: could not remove %s: %s", app.name, name, exc)
+            session.rollback()
+    return removed
 
 
 def _restart_app(
