@@ -10,8 +10,17 @@ It is one value for the whole process, read from the settings when this module i
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from slipway.config import get_settings
 
 MOP_UID: int = get_settings().app_uid
 MOP_GID: int = MOP_UID
 MOP_USER = f"{MOP_UID}:{MOP_GID}"  # Docker's ``user`` of every container
+
+
+def made_for_another_uid(path: Path) -> bool:
+    """True when ``path`` (a volume's root) belongs to neither mop nor this process: it was made
+    for an earlier app uid, before an upgrade or a change of ``SLIPWAY_APP_UID``."""
+    return path.stat().st_uid not in (MOP_UID, os.geteuid())

@@ -1,5 +1,7 @@
 """mop's uid is the platform's own: a setting, checked against the host's accounts at start,
-fed to the images' content tags, and caches an earlier uid owns are removed at start."""
+fed to the images' content tags; caches and volumes an earlier uid owns are not reused."""
+
+# ruff: noqa: F811  # the fixtures imported from test_pipeline are requested by parameter name
 
 from __future__ import annotations
 
@@ -10,13 +12,33 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from sqlalchemy.orm import Session
 
+from slipway.adapters import Adapters
+from slipway.appuser import made_for_another_uid
 from slipway.config import Settings, parse_uid
 from slipway.host.accounts import check_app_uid, remove_caches_of_other_uids
 from slipway.host.environment import settings_env
 from slipway.host.supervisor import HostError
+from slipway.models import App
 from slipway.runtime.images import content_tags, read_tree
+from slipway.services import reconciler
 from slipway.services.layout import MOP_GID, MOP_UID
+from tests.fakes import RecordingSender
+from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
+    STATIC,
+    adapters,
+    app,
+    deploy,
+    live,
+    router,
+    runtime,
+    sent,
+    session,
+    settings,
+    source,
+    volumes,
+)
 
 DEBIAN_ADDUSER = range(1000, 60000)
 SYSTEMD_DYNAMIC = range(61184, 65520)
@@ -140,3 +162,27 @@ def test_the_uid_is_part_of_every_images_content_tag(tmp_path: Path) -> None:
     assert ours == content_tags(tree, tmp_path, app_uid=61000)
     assert all(other[name] != ours[name] for name in ours)
     assert content_tags(tree, tmp_path) == content_tags(tree, tmp_path, app_uid=MOP_UID)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_an_instance_volume_of_an_earlier_uid_is_made_afresh_when_its_container_is_gone(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    deploy(session, app, adapters, settings, STATIC)
+    [web] = live(session, app)
+    volume = adapters.volumes.get(web.volume_name)
+    assert volume is not None and not made_for_another_uid(volume.path)
+    (volume.path / "written-by-the-old-mop").write_text("x")
+    os.chown(volume.path, 1000, 1000)  # as an earlier version left it
+    assert made_for_another_uid(volume.path)
+    runtime(adapters).containers.pop(web.container_id or "")
+
+    assert reconciler.reconcile(session, adapters, settings).restarted == [web.container_name]
+
+    fresh = adapters.volumes.get(web.volume_name)
+    assert fresh is not None and (fresh.path.stat().st_uid, fresh.path.stat().st_gid) == (
+        MOP_UID,
+        MOP_GID,
+    )
+    assert volumes(adapters).destroyed[-1] == web.volume_name  # then made anew and laid out
+    assert (fresh.path / "supervisor.conf").is_file()

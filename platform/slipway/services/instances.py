@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
+from slipway.appuser import made_for_another_uid
 from slipway.config import Settings
 from slipway.models import App, Instance, Release
 from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING, STOPPED
@@ -117,6 +118,11 @@ def launch(
         instance.process_type,
     )
     volume = adapters.volumes.get(instance.volume_name)
+    if volume is not None and made_for_another_uid(volume.path):
+        # Its mop had an earlier uid and this container's could not write it: start afresh,
+        # as a deploy's new instance would.
+        adapters.volumes.destroy(instance.volume_name)
+        volume = None
     if volume is None:
         volume = adapters.volumes.create(instance.volume_name, settings.instance_volume_size)
         layout.prepare_instance_volume(
