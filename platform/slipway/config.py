@@ -32,6 +32,15 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting, such as ``10.1.0.0/16, 127.0.0.1/32``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def parse_uid(text: str, name: str = "SLIPWAY_APP_UID") -> int:
     """A uid (or gid) from a setting: a whole number from 1 to 4294967294 (never root)."""
     value = text.strip()
@@ -75,6 +84,9 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_backoff: float = 10.0
     webhook_backoff_max: float = 3600.0
+    # Webhook targets: private ranges refused unless allowed; networks listed here always allowed.
+    webhook_allow_private: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
     crash_loop_count: int = 5
     crash_loop_window: int = 300
     notifications_poll: float = 2.0
@@ -173,6 +185,8 @@ class Settings:
             webhook_max_attempts=int(_env("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", "8")),
             webhook_backoff=float(_env("SLIPWAY_WEBHOOK_BACKOFF", str(d.webhook_backoff))),
             webhook_backoff_max=float(_env("SLIPWAY_WEBHOOK_BACKOFF_MAX", "3600")),
+            webhook_allow_private=_flag(_env("SLIPWAY_WEBHOOK_ALLOW_PRIVATE", "0")),
+            webhook_allowed_networks=_list(_env("SLIPWAY_WEBHOOK_ALLOWED_NETWORKS", "")),
             crash_loop_count=int(_env("SLIPWAY_CRASH_LOOP_COUNT", str(d.crash_loop_count))),
             crash_loop_window=int(_env("SLIPWAY_CRASH_LOOP_WINDOW", str(d.crash_loop_window))),
             notifications_poll=float(_env("SLIPWAY_NOTIFICATIONS_POLL", "2")),

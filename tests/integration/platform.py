@@ -28,6 +28,9 @@ from tests.helpers import free_port
 
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 UP_TIMEOUT = 300
+# Webhook receivers of the tests listen here, the one loopback address the test platforms trust
+# (SLIPWAY_WEBHOOK_ALLOWED_NETWORKS): every other inward address stays refused, as in production.
+WEBHOOK_RECEIVER_HOST = "127.0.0.2"
 DOWN_TIMEOUT = 180
 
 
@@ -82,6 +85,7 @@ def platform_env(data_dir: Path) -> dict[str, str]:
     test_defaults = {
         "SLIPWAY_MAX_UPLOAD_SIZE": "20M",  # an oversized upload stays cheap to send
         "SLIPWAY_START_TIMEOUT": "30",  # an app that never listens fails sooner
+        "SLIPWAY_WEBHOOK_ALLOWED_NETWORKS": f"{WEBHOOK_RECEIVER_HOST}/32",
     }
     return (
         test_defaults

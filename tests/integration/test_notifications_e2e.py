@@ -2,7 +2,8 @@
 
 An app's process crashes, runs out of memory or crash-loops inside its container; Navi writes a
 note; the collector turns it into an event; the worker POSTs it, signed, to a real receiver on
-127.0.0.1; the delivery is listed as delivered; supervisord brings the app back (or gives up).
+127.0.0.2 (the one loopback address the test platform allows); the delivery is listed as
+delivered; supervisord brings the app back (or gives up).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 import requests
 
 from tests.helpers import free_port
-from tests.integration.platform import Platform
+from tests.integration.platform import WEBHOOK_RECEIVER_HOST, Platform
 from tests.integration.test_e2e_api import deploy, log_of, new_app, tar_files
 from tests.integration.test_webhooks_delivery import Receiver
 
@@ -170,12 +171,12 @@ def watched_app(platform: Platform, prefix: str) -> Iterator[Watched]:
     """Deploy the app, subscribe a webhook to crash, oom and crash_loop; remove it all after."""
     port = free_port()
     secret = secrets.token_hex(24)
-    with Receiver(port) as receiver:
+    with Receiver(port, WEBHOOK_RECEIVER_HOST) as receiver:
         name = new_app(platform, prefix)
         try:
             done = deploy(platform, name, app_source(platform.settings.default_memory))
             assert done["state"] == "succeeded", log_of(platform, name, done["id"])
-            url = f"http://127.0.0.1:{port}/hook"
+            url = f"http://{WEBHOOK_RECEIVER_HOST}:{port}/hook"
             subscribed = platform.api(
                 "POST",
                 f"/apps/{name}/webhooks",

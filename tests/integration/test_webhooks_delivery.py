@@ -30,7 +30,7 @@ SECRET = "a-receiver-secret-of-32-chars!!!"
 class Receiver:
     """A real HTTP server in a thread that records every POST and answers 200."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
         self.received: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -45,7 +45,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:
@@ -61,7 +61,10 @@ class Receiver:
 @pytest.fixture
 def migrated(settings: Settings) -> Settings:
     upgrade_database(settings)  # the real schema, migrations included
-    return settings.with_overrides(webhook_timeout=3.0, webhook_backoff=5.0)
+    # The receiver is on loopback, which an operator allows with SLIPWAY_WEBHOOK_ALLOWED_NETWORKS.
+    return settings.with_overrides(
+        webhook_timeout=3.0, webhook_backoff=5.0, webhook_allowed_networks=("127.0.0.1/32",)
+    )
 
 
 @pytest.fixture

@@ -67,7 +67,10 @@ class Dash:
 
 @pytest.fixture
 def dash(settings: Settings, tmp_path: Path) -> Iterator[Dash]:
-    settings = settings.with_overrides(logs_follow_limit=1)  # a followed log ends quickly
+    settings = settings.with_overrides(
+        logs_follow_limit=1,  # a followed log ends quickly
+        webhook_allowed_networks=("127.0.0.1/32",),  # an operator's trusted receivers
+    )
     upgrade_database(settings)
     adapters = fake_adapters(tmp_path / "adapters")
     flask_app = create_app(settings, adapters)

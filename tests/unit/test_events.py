@@ -13,6 +13,7 @@ from slipway.db import Base, make_engine, make_session_factory, session_scope
 from slipway.models import App, Delivery, Event, User
 from slipway.services import events, webhooks
 from slipway.services.errors import Invalid
+from slipway.services.webhook_targets import Targets, parse_networks
 from slipway.tasks import dispatch
 
 
@@ -37,9 +38,12 @@ def app_id(factory: sessionmaker[Session]) -> int:
         app = App(name="hello", owner=User(username="ada"))
         session.add(app)
         session.flush()
-        webhooks.create_webhook(session, app, "http://127.0.0.1:9/crashes", ["crash"])
-        webhooks.create_webhook(session, app, "http://127.0.0.1:9/all", ["*"])
-        webhooks.create_webhook(session, app, "http://127.0.0.1:9/deploys", ["deploy_failed"])
+        # A receiver on loopback, as an operator may allow with SLIPWAY_WEBHOOK_ALLOWED_NETWORKS.
+        local = Targets(allowed_networks=parse_networks(["127.0.0.1/32"]))
+        for path, kinds in (("crashes", ["crash"]), ("all", ["*"]), ("deploys", ["deploy_failed"])):
+            webhooks.create_webhook(
+                session, app, f"http://127.0.0.1:9/{path}", kinds, targets=local
+            )
         return app.id
 
 

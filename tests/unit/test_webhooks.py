@@ -17,6 +17,7 @@ from slipway.db import Base, make_engine, make_session_factory, session_scope
 from slipway.models import App, Delivery, DeliveryAttempt, User
 from slipway.services import events, webhooks
 from slipway.services.errors import Invalid, NotFound
+from slipway.services.webhook_targets import Targets, parse_networks
 from slipway.tasks import dispatch
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -44,6 +45,10 @@ def app_id(factory: sessionmaker[Session]) -> int:
         session.add(app)
         session.flush()
         return app.id
+
+
+# A receiver on loopback, as an operator may allow with SLIPWAY_WEBHOOK_ALLOWED_NETWORKS.
+LOCAL = Targets(allowed_networks=parse_networks(["127.0.0.1/32"]))
 
 
 class Clock:
@@ -76,7 +81,9 @@ def new_delivery(factory: sessionmaker[Session], app_id: int, sent: Sent) -> int
     with session_scope(factory) as session:
         app = session.get(App, app_id)
         assert app is not None
-        webhooks.create_webhook(session, app, "http://127.0.0.1:9/hook", ["crash"], "s" * 32)
+        webhooks.create_webhook(
+            session, app, "http://127.0.0.1:9/hook", ["crash"], "s" * 32, targets=LOCAL
+        )
         events.record_event(session, app, "crash", "web crashed", {"exit_status": 1})
     name, (delivery_id,) = sent[-1]
     assert name == "slipway.deliver"
@@ -136,7 +143,7 @@ def test_subscription_crud_and_validation(factory: sessionmaker[Session], app_id
         hook = webhooks.create_webhook(session, app, "https://example.test/h", ["oom", "crash"])
         assert hook.events == ["crash", "oom"]
         assert len(hook.secret) >= 32  # generated
-        every = webhooks.create_webhook(session, app, "http://127.0.0.1:1/x")
+        every = webhooks.create_webhook(session, app, "http://127.0.0.1:1/x", targets=LOCAL)
         assert every.events == ["*"] and every.wants("released")
         for url, kinds, secret in [
             ("ftp://x/y", None, None),

@@ -11,6 +11,7 @@ from slipway.config import Settings
 from slipway.db import Base, make_engine, session_scope
 from slipway.models import App, Delivery, User
 from slipway.services import events, webhooks
+from slipway.services.webhook_targets import Targets
 from slipway.tasks import dispatch
 from slipway.tasks import webhooks as webhook_tasks
 
@@ -18,6 +19,8 @@ from slipway.tasks import webhooks as webhook_tasks
 def test_the_task_attempts_once_and_schedules_the_retry(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The closed port is on loopback, which the operator allows here (a real setting).
+    settings = settings.with_overrides(webhook_allowed_networks=("127.0.0.1/32",))
     Base.metadata.create_all(make_engine(settings))
     monkeypatch.setattr(tasks, "_session_factory", None)  # restored after the test
     tasks.configure(settings)
@@ -31,7 +34,9 @@ def test_the_task_attempts_once_and_schedules_the_retry(
             app = App(name="hello", owner=User(username="ada"))
             session.add(app)
             session.flush()
-            webhooks.create_webhook(session, app, "http://127.0.0.1:9/closed", ["crash"])
+            targets = Targets.from_settings(settings)
+            url = "http://127.0.0.1:9/closed"
+            webhooks.create_webhook(session, app, url, ["crash"], targets=targets)
             events.record_event(session, app, "crash", "web crashed")
         ((name, (delivery_id,)),) = queued
 

@@ -7,9 +7,10 @@ from typing import Any
 from flask import Response, jsonify
 
 from slipway.api.body import json_object
-from slipway.api.context import current_user, db
+from slipway.api.context import current_user, db, settings
 from slipway.models import Delivery, Webhook
 from slipway.services import apps, webhooks
+from slipway.services.webhook_targets import Targets
 
 
 def webhook_view(webhook: Webhook, with_secret: bool = False) -> dict[str, Any]:
@@ -52,7 +53,12 @@ def create_webhook(name: str) -> tuple[Response, int]:
     app = apps.get_app(session, current_user(), name)
     body = json_object()
     webhook = webhooks.create_webhook(
-        session, app, body.get("url"), body.get("events"), body.get("secret")
+        session,
+        app,
+        body.get("url"),
+        body.get("events"),
+        body.get("secret"),
+        targets=Targets.from_settings(settings()),
     )
     return jsonify(webhook_view(webhook, with_secret=True)), 201
 

@@ -19,6 +19,7 @@ from slipway.runtime.base import RuntimeUnavailable
 from slipway.services import apps, deploy_cancel, deploys, processes, releases, webhooks
 from slipway.services import instances as instance_service
 from slipway.services.errors import Invalid, NotFound, SlipwayError
+from slipway.services.webhook_targets import Targets
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -141,7 +142,9 @@ def _whole_number(text: str, what: str) -> int:
 def add_webhook(name: str) -> Response:
     app = find_app(name)
     events = request.form.getlist("events") or None
-    webhooks.create_webhook(db(), app, request.form.get("url", "").strip(), events)
+    url = request.form.get("url", "").strip()
+    targets = Targets.from_settings(settings())
+    webhooks.create_webhook(db(), app, url, events, targets=targets)
     return done("The webhook is added.", name, "webhooks")
 
 

@@ -21,9 +21,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-import requests
+import urllib3
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -32,11 +32,13 @@ from slipway.models import App, Delivery, DeliveryAttempt, Event, Webhook
 from slipway.models import webhook as states
 from slipway.models.event import EVENT_TYPES
 from slipway.services.errors import Invalid, NotFound
+from slipway.services.webhook_targets import TargetRefused, Targets
 
 SIGNATURE_HEADER = "Slipway-Signature"
 DELIVER_TASK = "slipway.deliver"
 SIGNATURE_TOLERANCE = 300  # seconds a receiver should accept between t and its own clock
 MAX_ERROR_LENGTH = 500
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # ---------------------------------------------------------------------------------------------
 # Signatures
@@ -73,10 +75,18 @@ def verify(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_url(url: object) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
+def _check_url(url: object, targets: Targets) -> str:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        port = parts.port if parts is not None else None
+    except ValueError:  # a port that is not a number
+        parts = port = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid('A webhook needs a "url" starting with http:// or https://.')
+    try:
+        targets.check_host(parts.hostname, port or DEFAULT_PORTS[parts.scheme])
+    except TargetRefused as refused:
+        raise Invalid(str(refused)) from None
     return str(url)
 
 
@@ -100,12 +110,21 @@ def _check_secret(secret: object) -> str:
 
 
 def create_webhook(
-    session: Session, app: App, url: object, events: object = None, secret: object = None
+    session: Session,
+    app: App,
+    url: object,
+    events: object = None,
+    secret: object = None,
+    targets: Targets | None = None,
 ) -> Webhook:
-    """Subscribe ``url`` to ``events`` of ``app``; a secret is generated when none is given."""
+    """Subscribe ``url`` to ``events`` of ``app``; a secret is generated when none is given.
+
+    A URL whose host may not receive webhooks (see :mod:`webhook_targets`; without ``targets``
+    the strictest rules) is :class:`Invalid`.
+    """
     webhook = Webhook(
         app_id=app.id,
-        url=_check_url(url),
+        url=_check_url(url, targets or Targets()),
         events=_check_events(events),
         secret=_check_secret(secret),
     )
@@ -233,23 +252,60 @@ def claim(session: Session, delivery_id: int, settings: Settings, now: datetime)
     return Request(delivery.id, delivery.webhook.url, body, headers)
 
 
-def http_post(request: Request, timeout: float) -> Response:
-    """POST the request; never raises for network trouble, which becomes the attempt's error."""
+def http_post(request: Request, timeout: float, targets: Targets | None = None) -> Response:
+    """POST the request to an allowed address; never raises, trouble becomes the attempt's error.
+
+    The host is resolved once and the connection made to a checked address (see
+    :mod:`webhook_targets`); redirects are never followed (a redirect is not an
+    acknowledgement), and nothing of the answer but its status is kept.
+    """
     started = time.monotonic()
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
     try:
-        answer = requests.post(
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            timeout=timeout,
-            allow_redirects=False,  # a redirect is not an acknowledgement
+        status = pinned_post(request, timeout, targets or Targets())
+    except TargetRefused as refused:
+        return Response(None, took(), str(refused))
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        return Response(None, took(), f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return Response(status, took(), error)
+
+
+def pinned_post(request: Request, timeout: float, targets: Targets) -> int:
+    """POST to the first allowed address of the URL's host; the answer's status."""
+    parts = urlsplit(request.url)
+    host = parts.hostname or ""
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    address = str(targets.addresses(host, port)[0])
+    headers = {**request.headers, "Host": parts.netloc.rpartition("@")[2]}
+    if parts.username is not None:
+        headers |= urllib3.util.make_headers(
+            basic_auth=f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         )
-    except requests.RequestException as exc:
-        elapsed = int((time.monotonic() - started) * 1000)
-        return Response(None, elapsed, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
-    elapsed = int((time.monotonic() - started) * 1000)
-    error = None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
-    return Response(answer.status_code, elapsed, error)
+    limits = urllib3.Timeout(connect=timeout, read=timeout)
+    pool: urllib3.HTTPConnectionPool
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=limits,
+            retries=False,
+            server_hostname=host,  # SNI and the certificate check use the URL's host
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=targets.ca_certs,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=limits, retries=False)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    with pool:
+        answer = pool.urlopen(
+            "POST", path, body=request.body, headers=headers, redirect=False, retries=False
+        )
+        return int(answer.status)
 
 
 def record(
@@ -291,7 +347,7 @@ def deliver(
     open_session: SessionOpener,
     delivery_id: int,
     settings: Settings,
-    post: Poster = http_post,
+    post: Poster | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Outcome:
     """One attempt at a delivery, each step in its own transaction; what the task does next.
@@ -303,7 +359,11 @@ def deliver(
         request = claim(session, delivery_id, settings, now)
         if request is None:
             return _not_claimed(session, delivery_id, now)
-    response = post(request, settings.webhook_timeout)
+    if post is None:
+        targets = Targets.from_settings(settings)
+        response = http_post(request, settings.webhook_timeout, targets)
+    else:
+        response = post(request, settings.webhook_timeout)
     with open_session() as session:
         return record(session, delivery_id, response, settings, (clock or _utcnow)())
 
