@@ -309,3 +309,22 @@ def test_deleting_an_app_whose_deploy_keeps_running_is_a_conflict(
         apps.delete_app(session, app, adapters, settings)
     session.rollback()
     assert session.scalars(select(App.name)).all() == ["hello"]
+
+
+def test_deleting_an_app_frees_the_build_volumes_of_a_deploy_whose_worker_died(
+    session: Session, settings: Settings, adapters: Adapters
+) -> None:
+    from slipway.models import Deploy
+
+    app = apps.create_app(session, owner(session), "hello", settings)
+    stuck = Deploy(app=app, state="building", source_kind="tarball", source_path="/x.tgz")
+    session.add(stuck)
+    session.flush()
+    for name in (f"build-{stuck.id}-input", f"build-{stuck.id}-output"):
+        adapters.volumes.create(name, 1024)
+
+    apps.delete_app(session, app, adapters, settings)
+
+    volumes = adapters.volumes
+    assert isinstance(volumes, FakeVolumes)
+    assert volumes.list() == []

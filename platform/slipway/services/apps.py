@@ -189,11 +189,16 @@ def delete_app(session: Session, app: App, adapters: Adapters, settings: Setting
     slugs, build cache, git repository and logs go; releases, deploys, events and webhooks go
     with its row. A new app of the same name starts empty.
     """
+    from slipway.services.builds import build_volume_names
     from slipway.services.deploys import log_dir
 
     _stop_deploying(app, adapters, settings)
     for instance in app.instances:
         adapters.volumes.destroy(instance.volume_name)
+    for deploy in app.deploys:
+        if deploy.state not in deploy_states.TERMINAL_STATES:  # its worker died mid-build
+            for name in build_volume_names(deploy.id):
+                adapters.volumes.destroy(name)
     deploy_logs = [Path(d.log_path) for d in app.deploys if d.log_path]
     log_folder = logs.app_key(app)
     session.delete(app)
