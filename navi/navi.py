@@ -3,7 +3,10 @@
 
 It runs inside every run image as ``[eventlistener:navi]`` with ``events=PROCESS_STATE``. On an
 unexpected exit, a BACKOFF or a FATAL it writes ``<time_ns>-<process>-<type>.json`` into the
-notifications directory; the platform's collector picks the files up from the host side.
+notifications directory; the platform's collector picks the files up from the host side. A
+program killed (SIGKILL) while the container's OOM-kill counter rose is an ``oom``; its note
+carries the counter (``oom_kills``), the number the platform files that kill under. OOM kills of
+processes supervisord does not run (workers, children) are counted by the platform itself.
 
 It must never block supervisord, so every event is answered ``RESULT 2\\nOK`` even when the work
 fails (the reason goes to stderr). Standard library only: it runs on the image's python3.
@@ -220,8 +223,13 @@ class Navi:
         if kills is not None:
             self.oom_kills = kills
         process = fields["processname"]
+        details = self.exit_details(process)
+        # The OOM killer sends SIGKILL: a program that exited with a status or another signal
+        # crashed, even when the counter rose (a worker or child killed for memory before it;
+        # the platform hears of those from the host).
+        killed = details.get("signal", "SIGKILL") == "SIGKILL" and "exit_status" not in details
         note: dict[str, Any] = {
-            "type": "oom" if rose else "crash",
+            "type": "oom" if rose and killed else "crash",
             "app": self.env.get("SLIPWAY_APP", ""),
             "instance": self.env.get("SLIPWAY_INSTANCE", ""),
             "process": process,
@@ -236,7 +244,7 @@ class Navi:
         }
         if fields.get("tries", "").isdigit():
             note["tries"] = int(fields["tries"])
-        note |= self.exit_details(process)
+        note |= details
         return note
 
     def exit_details(self, process: str) -> dict[str, Any]:

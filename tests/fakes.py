@@ -45,6 +45,7 @@ class FakeRuntime:
     stopped: list[str] = field(default_factory=list)
     limits: dict[str, Limits] = field(default_factory=dict)  # update_limits calls, by container
     execs: list[tuple[str, list[str]]] = field(default_factory=list)  # exec calls, in order
+    oom_counts: dict[str, int] = field(default_factory=dict)  # OOM kills, by container
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def ping(self) -> None:
@@ -73,6 +74,10 @@ class FakeRuntime:
 
     def update_limits(self, container_id: str, limits: Limits) -> None:
         self.limits[container_id] = limits
+
+    def oom_kills(self, container_id: str) -> int | None:
+        running = container_id in self.containers
+        return self.oom_counts.get(container_id, 0) if running else None
 
     def stop(self, container_id: str, timeout: float = 10) -> None:
         if self.containers.pop(container_id, None) is not None:

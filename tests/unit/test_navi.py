@@ -185,6 +185,19 @@ def test_oom_when_the_cgroup_counter_rose(env: dict[str, str]) -> None:
     assert (second["type"], second["oom_kills"]) == ("crash", 2)  # no new kill since
 
 
+def test_a_program_that_exits_with_a_status_crashed_though_the_counter_rose(
+    env: dict[str, str],
+) -> None:
+    listener = navi.Navi(env, proxy=FakeProxy(SUPERVISORD_LOG))
+    # A worker was killed for memory (the platform counts that one), then web exited with 3.
+    Path(env["NAVI_CGROUP_V1_OOM"]).write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    navi.main_loop(stream(RECORDED[6]), io.BytesIO(), io.StringIO(), listener)
+
+    (note,) = notes(env)
+    assert (note["process"], note["exit_status"]) == ("web", 3)
+    assert (note["type"], note["oom_kills"]) == ("crash", 1)
+
+
 def test_cgroup_v2_memory_events(tmp_path: Path) -> None:
     events = tmp_path / "memory.events"
     events.write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n")

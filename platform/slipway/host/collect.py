@@ -15,6 +15,7 @@ def collect_loop(settings: Settings) -> None:
     """Run the collector's watcher until SIGTERM or SIGINT."""
     from slipway.adapters import build_adapters
     from slipway.db import make_engine, make_session_factory, session_scope
+    from slipway.runtime.kernel import KernelOomLog
     from slipway.services.collector import Watcher
 
     factory = make_session_factory(make_engine(settings))
@@ -26,4 +27,7 @@ def collect_loop(settings: Settings) -> None:
 
     stop = stop_on_signals()
     adapters = build_adapters(settings)
-    Watcher(open_session, adapters.runtime, adapters.volumes, settings).run(stop)
+    watcher = Watcher(
+        open_session, adapters.runtime, adapters.volumes, settings, oom_log=KernelOomLog()
+    )
+    watcher.run(stop)

@@ -151,5 +151,9 @@ class ContainerRuntime(Protocol):
     def update_limits(self, container_id: str, limits: Limits) -> None:
         """Change a running container's memory limit in place (no restart)."""
 
+    def oom_kills(self, container_id: str) -> int | None:
+        """How many processes the kernel's OOM killer has killed in the running container, any
+        process at all (its memory cgroup's counter); None when it is not running."""
+
     def logs(self, container_id: str, tail: int = 100) -> str:
         """The container's own stdout/stderr (supervisord's), for diagnosing a start failure."""

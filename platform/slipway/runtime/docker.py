@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -20,6 +21,7 @@ import docker.errors
 import docker.types
 import requests
 
+from slipway.runtime import kernel
 from slipway.runtime.base import (
     LABEL_KIND,
     LABEL_MANAGED,
@@ -174,6 +176,7 @@ class DockerRuntime:
         self._platform = platform
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self._counter_files: dict[str, Path] = {}  # container id -> its oom_kill counter
 
     @property
     def client(self) -> docker.DockerClient:
@@ -304,6 +307,30 @@ class DockerRuntime:
             exit_code, (out, err) = container.exec_run(command, user=user or "", demux=True)
         output = (out or b"") + (err or b"")
         return ExecResult(int(exit_code), output.decode("utf-8", errors="replace"))
+
+    def oom_kills(self, container_id: str) -> int | None:
+        known = self._counter_files.get(container_id)
+        if known is not None:
+            count = kernel.read_oom_kill(known)
+            if count is not None:
+                return count
+            del self._counter_files[container_id]  # the container stopped (or restarted)
+        for path in kernel.counter_files(container_id) + self._counter_files_by_pid(container_id):
+            count = kernel.read_oom_kill(path)
+            if count is not None:
+                self._counter_files[container_id] = path
+                return count
+        return None
+
+    def _counter_files_by_pid(self, container_id: str) -> builtins.list[Path]:
+        """Ask the engine for the container's first process and read its cgroup (for an engine
+        with its own cgroup parent); nothing when the container is gone or not running."""
+        try:
+            state = self.client.api.inspect_container(container_id)["State"]
+        except docker.errors.DockerException:
+            return []
+        pid = int(state.get("Pid") or 0)
+        return kernel.counter_files_of_pid(pid) if pid > 0 else []
 
     def update_limits(self, container_id: str, limits: Limits) -> None:
         # Swap is held to the memory figure, as at creation: both change in one call.

@@ -4,8 +4,9 @@ Navi writes ``<time_ns>-<process>-<type>.json`` into each instance's ``notificat
 collector reads them (the file name is the dedupe key, so a file read twice is stored once),
 records the events, and removes the files only after the transaction commits. A container
 that dies without the platform stopping it (supervisord itself gone) is seen in Docker's
-``die`` event, an ``oom`` just before it making it an OOM. Too many crashes of one instance in
-a window mark it ``crashed`` and raise one ``crash_loop`` event.
+``die`` event, an ``oom`` just before it making it an OOM. An OOM kill of any other process
+(a worker, a child) is seen in the container's memory cgroup (:mod:`slipway.services.oomkills`).
+Too many crashes of one instance in a window mark it ``crashed`` and raise one ``crash_loop``.
 
 The files are written by the app's own user, so they are read defensively, beneath the
 instance volume with no link followed (:mod:`slipway.beneath`): an app that makes
@@ -34,8 +35,10 @@ from slipway.models import App, Event, Instance
 from slipway.models import event as kinds
 from slipway.models import instance as instance_states
 from slipway.runtime.base import LABEL_INSTANCE, ContainerEvent, ContainerRuntime
+from slipway.runtime.kernel import OomLog
 from slipway.services import webhooks
 from slipway.services.events import record_event
+from slipway.services.oomkills import OomWatch, oom_key
 from slipway.tasks.dispatch import enqueue_after_commit
 from slipway.volumes.base import VolumeProvider
 
@@ -144,7 +147,7 @@ def collect_instance(
             continue
         kind = kinds.OOM if note.get("type") == kinds.OOM else kinds.CRASH
         data = {k: note[k] for k in KEPT_NOTE_FIELDS if k in note} | {"source": "navi"}
-        key = f"navi:{instance.id}:{note_file.name}"[:255]
+        key = note_key(note, kind, instance, note_file.name)
         event = record_event(
             session, app, kind, note_message(note, instance), data, key, instance=instance
         )
@@ -155,6 +158,15 @@ def collect_instance(
         if loop is not None:
             collected.events.append(loop)
     return collected
+
+
+def note_key(note: dict[str, Any], kind: str, instance: Instance, name: str) -> str:
+    """The dedupe key of a note: an OOM kill's number when it gives one (the key the host-side
+    :class:`OomWatch` gives the same kill, so a kill both see is one event), else its name."""
+    kills = note.get("oom_kills")
+    if kind == kinds.OOM and type(kills) is int and kills > 0 and instance.container_id:
+        return oom_key(instance.container_id, kills)
+    return f"navi:{instance.id}:{name}"[:255]
 
 
 def collect_notifications(
@@ -276,6 +288,26 @@ class DockerEvents:
 
 
 # ---------------------------------------------------------------------------------------------
+# OOM kills of any process, from the containers' memory cgroups
+# ---------------------------------------------------------------------------------------------
+
+
+def collect_oom_kills(session: Session, watch: OomWatch, settings: Settings) -> list[Event]:
+    """One pass over every watched instance's OOM-kill counter; a crash loop as well."""
+    query = select(Instance).where(Instance.state.in_(WATCHED_STATES)).order_by(Instance.id)
+    watched = session.scalars(query).all()
+    events = watch.poll(session, watched)
+    for instance in watched:
+        if any(event.instance_id == instance.id for event in events):
+            app = session.get(App, instance.app_id)
+            assert app is not None
+            loop = check_crash_loop(session, instance, app, settings)
+            if loop is not None:
+                events.append(loop)
+    return events
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop `slipway server` runs
 # ---------------------------------------------------------------------------------------------
 
@@ -302,9 +334,11 @@ class Watcher:
     settings: Settings
     overdue_grace: float = 600.0
     since: float = field(default_factory=time.time)
+    oom_log: OomLog | None = None  # the kernel's log, to name OOM-killed processes
 
     def __post_init__(self) -> None:
         self.docker = DockerEvents(self.settings)
+        self.oom = OomWatch(self.runtime, self.oom_log)
 
     def poll_once(self) -> list[int]:
         """One pass; the ids of the events recorded."""
@@ -320,6 +354,8 @@ class Watcher:
             collected = collect_notifications(session, self.volumes, self.settings)
             recorded += [e.id for e in collected.events]
         remove_files(collected.files)  # only now: the events are committed
+        with self.open_session() as session:  # after the notes: Navi's may name the same kill
+            recorded += [e.id for e in collect_oom_kills(session, self.oom, self.settings)]
         with self.open_session() as session:
             requeue_overdue(session, self.overdue_grace)
         return recorded
