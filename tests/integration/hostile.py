@@ -193,7 +193,10 @@ def _volatile(path: str) -> bool:
     name = os.path.basename(path)
     return (
         path.startswith(("/tmp/", "/var/tmp/"))
-        and (name.startswith(("pytest-", "slipway-test-", "tmp", "slipway-bench")) or "." in name)
+        and (
+            name.startswith(("pytest-", "slipway-test-", "tmp", "slipway-bench", "pymp-"))
+            or "." in name
+        )
     ) or path.startswith(("/root/.cache", "/etc/ld.so.cache", "/root/.bash_history"))
 
 
