@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from slipway.services import untar
+from slipway.services import archives, untar
 from slipway.services.errors import Invalid, TooLarge
 from slipway.services.untar import safe_extract
 
@@ -303,3 +303,20 @@ def test_a_full_filesystem_is_reported_as_such(
     with pytest.raises(untar.NoSpace) as raised:
         safe_extract(archive(("a", b"x")), target)
     assert isinstance(raised.value, TooLarge)
+
+
+def test_a_full_volume_is_not_called_a_bad_archive(
+    tmp_path: Path, target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = tmp_path / "a.tar.gz"
+    with tarfile.open(upload, "w:gz") as tar:
+        info = tarfile.TarInfo("index.html")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(untar, "_write_all", full)
+    with pytest.raises(untar.NoSpace):
+        archives.extract_archive(upload, target)

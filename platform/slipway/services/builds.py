@@ -82,8 +82,8 @@ def unpack_source(settings: Settings, source: Path, volume: Volume) -> None:
         archives.extract_archive(source, volume.path, settings.build_volume_size, owner)
     except NoSpace as exc:
         raise TooLarge(
-            f"The source does not fit in the build volume of {human_size(volume.size)}: "
-            "make it smaller (leave out what the build makes), or raise "
+            f"The source does not fit in the build volume of {human_size(volume.size)} "
+            "(too much data or too many files): leave out what the build makes, or raise "
             "SLIPWAY_BUILD_VOLUME_SIZE."
         ) from exc
 
