@@ -306,8 +306,9 @@ def test_a_full_filesystem_is_reported_as_such(
 
 
 def test_a_full_volume_is_not_called_a_bad_archive(
-    tmp_path: Path, target: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    target = tmp_path / "out"
     upload = tmp_path / "a.tar.gz"
     with tarfile.open(upload, "w:gz") as tar:
         info = tarfile.TarInfo("index.html")
