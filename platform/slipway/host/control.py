@@ -3,6 +3,10 @@
 ``up`` prepares the data directory (schema, admin token, volumes, router configuration), writes
 the supervisord configuration and starts or updates it: redis-server (when the broker is local),
 the API under gunicorn, the Celery worker, the reconciler loop and nginx.
+
+``up`` fails loudly (``HostError``, one sentence per part) when a part cannot start: an address
+taken before it starts (``host.preflight``), Docker not answering, or a program that does not
+reach RUNNING. A failed first start stops what it started.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
+from slipway.host import preflight
 from slipway.host.accounts import check_app_uid, remove_caches_of_other_uids
 from slipway.host.environment import process_env
+from slipway.host.preflight import local_redis
 from slipway.host.supervisor import HostError, ProcessState, Program, Supervisor
 from slipway.router.nginx import NginxRouter
+from slipway.runtime.base import RuntimeUnavailable
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 API_WORKERS = 2
 API_THREADS = 8
 WORKER_CONCURRENCY = 2
@@ -75,14 +81,6 @@ def loopback_url(bind: str) -> str:
     elif host in ("::", "[::]"):
         host = "[::1]"
     return f"http://{host}:{port}"
-
-
-def local_redis(settings: Settings) -> tuple[str, int] | None:
-    """(host, port) when the broker URL points at this host, so we run redis-server ourselves."""
-    url = urlsplit(settings.redis_url)
-    if url.scheme != "redis" or url.hostname not in LOCAL_HOSTS:
-        return None
-    return url.hostname or "127.0.0.1", url.port or 6379
 
 
 # ----------------------------------------------------------------------------- programs
@@ -134,7 +132,6 @@ def prepare(settings: Settings) -> str | None:
 
     if not settings.data_dir.is_absolute():
         raise HostError(f"SLIPWAY_DATA_DIR must be an absolute path, not {settings.data_dir}.")
-    check_app_uid(settings)  # before anything is made: apps' files must not be a host user's
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     remove_caches_of_other_uids(settings)
     upgrade_database(settings)
@@ -145,7 +142,10 @@ def prepare(settings: Settings) -> str | None:
     finally:
         engine.dispose()
     adapters = build_adapters(settings)
-    adapters.runtime.ping()
+    try:
+        adapters.runtime.ping()
+    except RuntimeUnavailable as exc:
+        raise HostError(preflight.docker_message()) from exc
     adapters.volumes.recover()
     NginxRouter(settings).ensure_config()
     return token
@@ -180,17 +180,30 @@ def write_secret(path: Path, text: str) -> None:
 
 
 def up(settings: Settings) -> PlatformInfo:
-    """Start the control plane, or bring a running one in line with its configuration."""
-    prepare(settings)
+    """Start the control plane, or bring a running one in line with its configuration.
+
+    Raises :class:`HostError` naming the part, its address and the setting to change when a
+    part cannot start; a first start that fails stops what it started.
+    """
+    check_app_uid(settings)  # before anything is made: apps' files must not be a host user's
     supervisor = supervisor_for(settings)
-    changed = supervisor.write(programs(settings))
-    if not supervisor.is_running():
+    wanted = programs(settings)
+    preflight.check_addresses(settings, skip=supervisor.unchanged_and_running(wanted))
+    prepare(settings)
+    changed = supervisor.write(wanted)
+    was_running = supervisor.is_running()
+    if not was_running:
         supervisor.start()
     elif changed:
         supervisor.update()
     else:
         supervisor.ctl(["start", "all"], check=False)
-    wait_until_ready(settings, supervisor)
+    try:
+        wait_until_ready(settings, supervisor)
+    except HostError:
+        if not was_running:
+            supervisor.shutdown()
+        raise
     return info(settings)
 
 
@@ -199,7 +212,9 @@ def down(settings: Settings) -> bool:
     supervisor = supervisor_for(settings)
     was_running = supervisor.pid() is not None
     supervisor.shutdown()
-    NginxRouter(settings).stop()  # in case one outlived its supervisor
+    router = NginxRouter(settings)
+    router.stop()  # in case one outlived its supervisor
+    router.release_switch()
     return was_running
 
 
@@ -222,19 +237,57 @@ def info(settings: Settings) -> PlatformInfo:
 
 
 def wait_until_ready(settings: Settings, supervisor: Supervisor) -> None:
-    """Wait (bounded) until the API answers HTTP and the router accepts connections."""
-    api = loopback_url(settings.api_bind) + "/api/v1/apps"
-    router = urlsplit(loopback_url(settings.router_bind))
+    """Wait (bounded) until every program runs, the API answers HTTP, the router accepts
+    connections and the broker that answers is this platform's own redis."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if _answers(api) and _accepts(router.hostname or "127.0.0.1", router.port or 80):
+    while True:
+        states = {state.name: state for state in supervisor.status()}
+        given_up = [state for state in states.values() if state.state == "FATAL"]
+        if given_up:
+            raise HostError(" ".join(_did_not_start(settings, state) for state in given_up))
+        waiting = _not_ready(settings, states)
+        if not waiting:
             return
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
-    states = ", ".join(f"{p.name} {p.state}" for p in supervisor.status())
+    listed = ", ".join(f"{p.name} {p.state}" for p in states.values())
     raise HostError(
-        f"The platform did not come up within {READY_TIMEOUT} s ({states}); "
-        f"see the logs in {logs_dir(settings)}."
+        f"The platform did not come up within {READY_TIMEOUT} s: {'; '.join(waiting)} "
+        f"({listed}). See the logs in {logs_dir(settings)}."
     )
+
+
+def _not_ready(settings: Settings, states: dict[str, ProcessState]) -> list[str]:
+    """What still keeps the platform from being up, in a few words each."""
+    waiting = [f"{name} is {s.state}" for name, s in states.items() if s.state != "RUNNING"]
+    if not _answers(loopback_url(settings.api_bind) + "/api/v1/apps"):
+        waiting.append(f"the API does not answer on {settings.api_bind}")
+    router = urlsplit(loopback_url(settings.router_bind))
+    if not _accepts(router.hostname or "127.0.0.1", router.port or 80):
+        waiting.append(f"the router does not accept connections on {settings.router_bind}")
+    if local_redis(settings) and "redis" in states:
+        ours = states["redis"].pid
+        answering = preflight.redis_pid(settings)
+        if answering is None or answering != ours:
+            who = "no redis" if answering is None else f"another redis (pid {answering})"
+            waiting.append(f"{who} answers at {settings.redis_url}")
+    return waiting
+
+
+def _did_not_start(settings: Settings, state: ProcessState) -> str:
+    """One sentence for a program supervisord gave up on, with the last line of its log."""
+    log = logs_dir(settings) / f"{state.name}.log"
+    last = ""
+    if log.is_file():
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        last = f' Its log ({log}) ends: "{lines[-1].strip()[:300]}".' if lines else ""
+    part = next((p for p in preflight.parts(settings) if p.program == state.name), None)
+    if part is not None:
+        return f"{part.title} could not start on {part.address} ({state.state}).{last} " + (
+            f"Set {part.setting} {part.advice} if the address is taken."
+        )
+    return f"The {state.name} process did not start ({state.state}).{last}"
 
 
 def _answers(url: str) -> bool:
