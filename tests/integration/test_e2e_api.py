@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 FIXTURE_APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
 DEPLOY_TIMEOUT = 900
 ROLL_TIMEOUT = 300
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
 
 # A WSGI app the Debian gunicorn of run-python serves: its answer shows the code version and the
 # config, so a test can see which release is live.
