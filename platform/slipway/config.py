@@ -75,9 +75,15 @@ class Settings:
     # Deploys: old instances get drain_grace seconds to finish requests; a deploy whose heartbeat
     # is older than deploy_stale_after seconds lost its worker and is failed by the reconciler.
     drain_grace: float = 2.0
+    # How the router switches traffic: "nat" rewrites the kernel's NAT table and never reloads
+    # nginx for a switch; "reload" renders instance ports into nginx and reloads it.
+    router_switch: str = "nat"
     heartbeat_interval: float = 5.0
     deploy_stale_after: int = 60
     deploy_lock_timeout: int = 3600
+    # A queued deploy that no worker starts within this many seconds (while no other deploy
+    # keeps the workers busy) is failed by the reconciler.
+    deploy_start_timeout: int = 300
     # Webhooks: attempt n (1-based) is retried after backoff * 2**(n-1) seconds, at most
     # backoff_max, until max_attempts; events: crash_loop_count crashes within the window.
     webhook_timeout: float = 10.0
@@ -90,9 +96,6 @@ class Settings:
     crash_loop_count: int = 5
     crash_loop_window: int = 300
     notifications_poll: float = 2.0
-    # A queued deploy that no worker starts within this many seconds (while no other deploy
-    # keeps the workers busy) is failed by the reconciler.
-    deploy_start_timeout: int = 300
     # Logs and one-off runs: logs of replaced instances are kept old_logs_retention seconds; a
     # followed log stream ends after logs_follow_limit seconds, a one-off run after run_timeout.
     old_logs_retention: int = 86400
@@ -114,6 +117,17 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
+    def platform_id(self) -> str:
+        """This platform's identity: "1" for the default data directory, else a hash of it.
+
+        Its broker queue and keys, deploy locks, container labels and every task message carry
+        it, so two platforms on one host (or one broker) never act on each other's work.
+        """
+        if self.data_dir == Settings().data_dir:
+            return "1"
+        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+
+    @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
 
@@ -124,17 +138,6 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
-
-    @property
-    def platform_id(self) -> str:
-        """This platform's identity: "1" for the default data directory, else a hash of it.
-
-        Its broker queue and keys, deploy locks, container labels and every task message carry
-        it, so two platforms on one host (or one broker) never act on each other's work.
-        """
-        if self.data_dir == Settings().data_dir:
-            return "1"
-        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
 
     @property
     def git_dir(self) -> Path:
@@ -178,9 +181,11 @@ class Settings:
             instance_pids=int(_env("SLIPWAY_INSTANCE_PIDS", str(d.instance_pids))),
             start_timeout=int(_env("SLIPWAY_START_TIMEOUT", str(d.start_timeout))),
             drain_grace=float(_env("SLIPWAY_DRAIN_GRACE", str(d.drain_grace))),
+            router_switch=_env("SLIPWAY_ROUTER_SWITCH", d.router_switch),
             heartbeat_interval=float(_env("SLIPWAY_HEARTBEAT_INTERVAL", str(d.heartbeat_interval))),
             deploy_stale_after=int(_env("SLIPWAY_DEPLOY_STALE_AFTER", str(d.deploy_stale_after))),
             deploy_lock_timeout=int(_env("SLIPWAY_DEPLOY_LOCK_TIMEOUT", "3600")),
+            deploy_start_timeout=int(_env("SLIPWAY_DEPLOY_START_TIMEOUT", "300")),
             webhook_timeout=float(_env("SLIPWAY_WEBHOOK_TIMEOUT", str(d.webhook_timeout))),
             webhook_max_attempts=int(_env("SLIPWAY_WEBHOOK_MAX_ATTEMPTS", "8")),
             webhook_backoff=float(_env("SLIPWAY_WEBHOOK_BACKOFF", str(d.webhook_backoff))),
@@ -195,7 +200,6 @@ class Settings:
             run_timeout=int(_env("SLIPWAY_RUN_TIMEOUT", "3600")),
             release_timeout=int(_env("SLIPWAY_RELEASE_TIMEOUT", "900")),
             max_upload_size=parse_size(_env("SLIPWAY_MAX_UPLOAD_SIZE", "200M")),
-            deploy_start_timeout=int(_env("SLIPWAY_DEPLOY_START_TIMEOUT", "300")),
             keep_releases=int(_env("SLIPWAY_KEEP_RELEASES", str(d.keep_releases))),
             lvm_volume_group=_env("SLIPWAY_LVM_VG", d.lvm_volume_group),
             lvm_thin_pool=_env("SLIPWAY_LVM_THINPOOL", d.lvm_thin_pool),

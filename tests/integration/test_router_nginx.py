@@ -69,6 +69,7 @@ def router(settings: Settings) -> Iterator[NginxRouter]:
     router.start()
     yield router
     router.stop()
+    router.release_switch()
 
 
 def _url(router: NginxRouter, path: str = "/") -> str:
@@ -184,6 +185,56 @@ def test_reloads_while_requests_run_drop_nothing(router: NginxRouter, upstream) 
 
     assert failures == []
     assert seen == {"old", "new"}
+
+
+def test_a_switch_keeps_every_keep_alive_connection_and_does_not_reload(
+    router: NginxRouter, upstream
+) -> None:
+    """Clients on kept-alive connections across switches: no error, no reload of nginx.
+
+    nginx's own connections to an instance live at most its keepalive_time (1 s), so a switch
+    reaches every client within about a second; each color is held longer than that.
+    """
+    ports = [upstream("blue"), upstream("green")]
+    router.apply([Route("hello", [ports[0]])])
+    workers = router.worker_pids()
+    failures: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 30
+        with requests.Session() as client:  # one kept-alive connection, reused throughout
+            for _ in range(3000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                try:
+                    response = client.get(
+                        _url(router), headers={"Host": "hello.localhost"}, timeout=5
+                    )
+                    if response.status_code != 200:
+                        failures.append(str(response.status_code))
+                    seen.add(response.text.split("|")[0])
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for i in range(6):
+        router.apply([Route("hello", [ports[(i + 1) % 2]])])
+        time.sleep(0.1 if i < 4 else 1.5)  # quick switches, then each color held
+    seen_before = set(seen)
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=40)
+    after = {_get(router, "/", host="hello.localhost").text.split("|")[0] for _ in range(10)}
+
+    assert failures == []
+    assert seen_before == {"blue", "green"}
+    assert after == {"blue"}  # the last switch (i = 5) went to blue
+    assert router.worker_pids() == workers  # the same workers: nginx was never reloaded
 
 
 def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:

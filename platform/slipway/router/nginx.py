@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import jinja2
 from slipway.config import Settings
 from slipway.pidfile import live_pid
 from slipway.router.base import Route
+from slipway.router.nat import UPSTREAM_KEEPALIVE_TIME, NatError, NatSwitch
 from slipway.services.errors import SlipwayError
 
 APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -56,20 +57,44 @@ def no_instance_message(app: str) -> str:
     return f"The app {app} has no running instance right now; try again in a moment.\\n"
 
 
-def render_sites(routes: list[Route], listen: str, domain: str) -> str:
-    """The whole sites configuration for these routes (names are checked: they go into nginx)."""
+def render_sites(
+    routes: list[Route],
+    listen: str,
+    domain: str,
+    servers: Mapping[str, list[str]] | None = None,
+) -> str:
+    """The whole sites configuration for these routes (names are checked: they go into nginx).
+
+    ``servers`` gives each app's upstream addresses (the NAT switch's front addresses); by
+    default they are the instances' ports on 127.0.0.1.
+    """
+    if servers is None:
+        servers = direct_servers(routes)
     if not DOMAIN.match(domain):
         raise RouterError(f"The domain {domain!r} is not a valid host name.")
     for route in routes:
         if not APP_NAME.match(route.app):
             raise RouterError(f"The app name {route.app!r} cannot be routed (not a DNS label).")
+        bad = [port for port in route.upstreams if not 0 < port < 65536]
+        if bad:
+            raise RouterError(
+                f"The new routing configuration is invalid, the old one stays in place: "
+                f"{route.app} has the port {bad[0]}, which is not a TCP port."
+            )
     return _templates.get_template("sites.conf.j2").render(
         routes=sorted(routes, key=lambda r: r.app),
         listen=listen,
         domain=domain,
         domain_regex=re.escape(domain),
         no_instance_message=no_instance_message,
+        servers=servers,
+        keepalive_time=UPSTREAM_KEEPALIVE_TIME,
     )
+
+
+def direct_servers(routes: list[Route]) -> dict[str, list[str]]:
+    """Each app's instances as nginx upstream servers: ``127.0.0.1:<host port>``."""
+    return {route.app: [f"127.0.0.1:{port}" for port in route.upstreams] for route in routes}
 
 
 class NginxRouter:
@@ -83,6 +108,13 @@ class NginxRouter:
         self.pid_file = self.dir / "nginx.pid"
         self.logs_dir = self.dir / "logs"
         self.temp_dir = self.dir / "tmp"
+        if settings.router_switch not in ("nat", "reload"):
+            raise RouterError(
+                f"SLIPWAY_ROUTER_SWITCH is {settings.router_switch!r}; use 'nat' or 'reload'."
+            )
+        self.nat = (
+            NatSwitch(settings.platform_id, self.dir) if settings.router_switch == "nat" else None
+        )
 
     # ----- configuration -------------------------------------------------------------------
 
@@ -96,22 +128,70 @@ class NginxRouter:
         )
 
     def ensure_config(self) -> None:
-        """Write the main configuration, and an empty routing table if there is none yet."""
+        """Write the main configuration, and an empty routing table if there is none yet.
+
+        With the NAT switch, also check that the NAT table can be used (a clear error if not).
+        """
         with self._locked():
+            if self.nat is not None:
+                try:
+                    self.nat.check_usable()
+                    self.nat.ensure_hook()
+                except NatError as exc:
+                    raise RouterError(str(exc)) from exc
             self._write_main()
             if not self.sites_conf.exists():
                 self._swap_in(render_sites([], self.settings.router_bind, self.settings.domain))
 
     def apply(self, routes: list[Route]) -> None:
-        """Render the routes, check them with ``nginx -t``, swap them in and reload nginx."""
-        text = render_sites(routes, self.settings.router_bind, self.settings.domain)
+        """Route to these instances; a configuration nginx refuses never replaces the old one.
+
+        With the NAT switch, a change of instances alone rewrites the NAT chain and nginx is not
+        reloaded; nginx reloads only when apps or their instance counts change.
+        """
         with self._locked():
             self._write_main()
-            if self.sites_conf.exists() and self.sites_conf.read_text() == text:
-                return
-            self._swap_in(text)
+            servers = self.nat.fronts(routes) if self.nat is not None else direct_servers(routes)
+            text = render_sites(routes, self.settings.router_bind, self.settings.domain, servers)
+            same = self.sites_conf.exists() and self.sites_conf.read_text() == text
+            candidate = None if same else self._checked(text)
+            try:
+                previous = self._switch(routes, servers)
+                if candidate is not None:
+                    self._take(candidate, previous)
+            finally:
+                if candidate is not None:
+                    candidate.unlink(missing_ok=True)
+
+    def _switch(self, routes: list[Route], servers: Mapping[str, list[str]]) -> str | None:
+        """Point the front addresses at the instances; the rules that were there before."""
+        if self.nat is None:
+            return None
+        previous = self.nat.written()
+        try:
+            self.nat.apply(self.nat.rules(routes, servers))
+        except NatError as exc:
+            raise RouterError(str(exc)) from exc
+        return previous
+
+    def _take(self, candidate: Path, previous_rules: str | None) -> None:
+        """Swap a checked configuration in and reload; put the old NAT rules back on failure."""
+        old = self.sites_conf.read_text() if self.sites_conf.exists() else None
+        os.replace(candidate, self.sites_conf)
+        try:
             if self.is_running():
                 self.reload()
+        except RouterError:
+            if old is not None:
+                _atomic_write(self.sites_conf, old)
+            if self.nat is not None and previous_rules is not None:
+                self.nat.apply(previous_rules)
+            raise
+
+    def release_switch(self) -> None:
+        """Remove the NAT chain (``slipway server down``); the next apply writes it again."""
+        if self.nat is not None:
+            self.nat.remove()
 
     def _write_main(self) -> None:
         for path in (self.dir, self.logs_dir, self.temp_dir):
@@ -121,14 +201,24 @@ class NginxRouter:
             _atomic_write(self.main_conf, text)
 
     def _swap_in(self, sites: str) -> None:
+        candidate = self._checked(sites)
+        try:
+            os.replace(candidate, self.sites_conf)
+        finally:
+            candidate.unlink(missing_ok=True)
+
+    def _checked(self, sites: str) -> Path:
+        """A temporary file with ``sites``, which ``nginx -t`` accepted (RouterError if not)."""
         candidate = _temp_file(self.dir, "sites-", sites)
         check_conf = _temp_file(self.dir, "check-", self.render_main(candidate))
         try:
             self._check(check_conf)
-            os.replace(candidate, self.sites_conf)
-        finally:
+        except BaseException:
             candidate.unlink(missing_ok=True)
+            raise
+        finally:
             check_conf.unlink(missing_ok=True)
+        return candidate
 
     def _check(self, conf: Path) -> None:
         result = self._nginx(["-t", "-c", str(conf)])
