@@ -125,13 +125,17 @@ def programs(settings: Settings) -> list[Program]:
 # ----------------------------------------------------------------------------- preparing
 
 
+def check_data_dir(settings: Settings) -> None:
+    if not settings.data_dir.is_absolute():
+        raise HostError(f"SLIPWAY_DATA_DIR must be an absolute path, not {settings.data_dir}.")
+
+
 def prepare(settings: Settings) -> str | None:
     """Schema, admin token, volumes and router config; the admin token when one was made."""
     from slipway.adapters import build_adapters
     from slipway.db import make_engine, make_session_factory, session_scope, upgrade_database
 
-    if not settings.data_dir.is_absolute():
-        raise HostError(f"SLIPWAY_DATA_DIR must be an absolute path, not {settings.data_dir}.")
+    check_data_dir(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     remove_caches_of_other_uids(settings)
     upgrade_database(settings)
@@ -186,6 +190,7 @@ def up(settings: Settings) -> PlatformInfo:
     part cannot start; a first start that fails stops what it started.
     """
     check_app_uid(settings)  # before anything is made: apps' files must not be a host user's
+    check_data_dir(settings)  # before anything is made under it
     supervisor = supervisor_for(settings)
     wanted = programs(settings)
     preflight.check_addresses(settings, skip=supervisor.unchanged_and_running(wanted))
