@@ -15,7 +15,7 @@ import docker.errors
 import pytest
 
 from slipway.runtime.base import LABEL_APP, InstanceSpec, Limits, Mount
-from slipway.services.layout import RUN_DIRS
+from slipway.services.layout import MOP_GID, MOP_UID, RUN_DIRS
 from tests.helpers import scoped_runtime
 
 MB = 1024**2
@@ -77,7 +77,7 @@ def volume(tmp_path: Path, program: str) -> Path:
         (root / name).mkdir()
     (root / "supervisor.conf").write_text(program)
     for path in [root, *root.iterdir()]:
-        os.chown(path, 1000, 1000)
+        os.chown(path, MOP_UID, MOP_GID)
     return root
 
 

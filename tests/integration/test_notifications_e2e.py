@@ -167,14 +167,16 @@ class Watched:
 
 
 @contextmanager
-def watched_app(platform: Platform, prefix: str) -> Iterator[Watched]:
-    """Deploy the app, subscribe a webhook to crash, oom and crash_loop; remove it all after."""
+def watched_app(platform: Platform, prefix: str, source: bytes | None = None) -> Iterator[Watched]:
+    """Deploy the app (or ``source``), subscribe a webhook to crash, oom and crash_loop; remove
+    it all after."""
     port = free_port()
     secret = secrets.token_hex(24)
     with Receiver(port, WEBHOOK_RECEIVER_HOST) as receiver:
         name = new_app(platform, prefix)
         try:
-            done = deploy(platform, name, app_source(platform.settings.default_memory))
+            source = source or app_source(platform.settings.default_memory)
+            done = deploy(platform, name, source)
             assert done["state"] == "succeeded", log_of(platform, name, done["id"])
             url = f"http://{WEBHOOK_RECEIVER_HOST}:{port}/hook"
             subscribed = platform.api(

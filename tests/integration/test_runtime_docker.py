@@ -81,7 +81,7 @@ def mnt(tmp_path: Path) -> Path:
     root = tmp_path / "mnt"
     for sub in ("", "app", "tmp", "log"):
         (root / sub).mkdir(exist_ok=True)
-        os.chown(root / sub, 1000, 1000)
+        os.chown(root / sub, MOP_UID, MOP_GID)
     (root / "app" / "hello.txt").write_text("hello from the volume\n")
     return root
 
