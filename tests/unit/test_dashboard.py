@@ -205,6 +205,19 @@ def test_a_password_change_ends_the_users_other_sessions_but_not_this_one(dash: 
     assert elsewhere.get("/").status_code == 302
 
 
+def test_revoking_the_token_a_session_started_with_ends_the_session(dash: Dash) -> None:
+    dash.sign_in("alice")
+    assert dash.client.get("/").status_code == 200
+
+    def revoke(session: Session) -> None:
+        alice = session.scalars(select(users.User).filter_by(username="alice")).one()
+        (token,) = users.list_tokens(session, alice)
+        users.revoke_token(session, alice, token.id)
+
+    dash.query(revoke)
+    assert dash.client.get("/").status_code == 302
+
+
 def test_deleting_a_user_ends_their_sessions(dash: Dash) -> None:
     dash.sign_in("bob")
     dash.query(lambda s: s.delete(s.scalars(select(users.User).filter_by(username="bob")).one()))

@@ -80,7 +80,7 @@ def sign_in() -> Response | str:
         if sessions.session_user(db(), security.session_key()) is not None:
             return redirect(safe_next(next_url))
         return render_template("dashboard/sign_in.html", next=next_url, username="")
-    user, status = _authenticate()
+    user, token_id, status = _authenticate()
     if user is None:
         # The failure's record must outlast this error answer (which rolls back): the throttle
         # counts it.
@@ -88,31 +88,32 @@ def sign_in() -> Response | str:
         username = request.form.get("username", "")
         page = render_template("dashboard/sign_in.html", next=next_url, username=username)
         return page, status  # type: ignore[return-value]
-    security.sign_in(sessions.start_session(db(), user))
+    security.sign_in(sessions.start_session(db(), user, token_id))
     return redirect(safe_next(next_url))
 
 
-def _authenticate() -> tuple[User | None, int]:
-    """The user named by the form (password or token), or why not: flashed, with a status."""
+def _authenticate() -> tuple[User | None, int | None, int]:
+    """The user named by the form (password or token) and the token used, if one; or why not:
+    flashed, with a status."""
     form = request.form
     address = request.remote_addr or ""
     try:
         if form.get("method") == "token":
             sessions.check_throttle(db(), "", address)
-            user = users.authenticate_token(db(), form.get("token", "").strip())
-            if user is None:
+            token = users.find_token(db(), form.get("token", "").strip())
+            if token is None:
                 sessions.record_failure(db(), "", address)
                 flash("That token is not valid.", "error")
-                return None, 401
-            return user, 200
+                return None, None, 401
+            return token.user, token.id, 200
         user = sessions.sign_in(db(), form.get("username", ""), form.get("password", ""), address)
-        return user, 200
+        return user, None, 200
     except Throttled as exc:
         flash(str(exc), "error")
-        return None, 429
+        return None, None, 429
     except SlipwayError as exc:
         flash(str(exc), "error")
-        return None, 401
+        return None, None, 401
 
 
 @bp.route("/signout", methods=["POST"])

@@ -90,10 +90,15 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def start_session(db: Session, user: User) -> str:
-    """A new session for the user; its key (for the cookie), which is stored only hashed."""
+def start_session(db: Session, user: User, token_id: int | None = None) -> str:
+    """A new session for the user; its key (for the cookie), which is stored only hashed.
+
+    A session started with an API token (``token_id``) ends when that token is revoked.
+    """
+    expired = utcnow() - SESSION_LIFETIME
+    db.execute(delete(DashboardSession).where(DashboardSession.created_at < expired))
     key = secrets.token_urlsafe(32)
-    db.add(DashboardSession(user_id=user.id, key_hash=_key_hash(key)))
+    db.add(DashboardSession(user_id=user.id, key_hash=_key_hash(key), token_id=token_id))
     db.flush()
     return key
 

@@ -61,8 +61,8 @@ def create_token(session: Session, user: User, name: str = "") -> str:
     return token
 
 
-def authenticate_token(session: Session, token: str) -> User | None:
-    """The user a token belongs to, or None for an unknown token."""
+def find_token(session: Session, token: str) -> ApiToken | None:
+    """The stored token a plain-text token is (its use noted), or None for an unknown one."""
     if not token:
         return None
     api_token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
@@ -71,7 +71,13 @@ def authenticate_token(session: Session, token: str) -> User | None:
     now = utcnow()
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
-    return api_token.user
+    return api_token
+
+
+def authenticate_token(session: Session, token: str) -> User | None:
+    """The user a token belongs to, or None for an unknown token."""
+    api_token = find_token(session, token)
+    return api_token.user if api_token is not None else None
 
 
 def ensure_admin(session: Session) -> str | None:
