@@ -197,7 +197,17 @@ def _volatile(path: str) -> bool:
             name.startswith(("pytest-", "slipway-test-", "tmp", "slipway-bench", "pymp-"))
             or "." in name
         )
-    ) or path.startswith(("/root/.cache", "/etc/ld.so.cache", "/root/.bash_history"))
+    ) or path.startswith(
+        (
+            "/root/.cache",
+            "/etc/ld.so.cache",
+            "/root/.bash_history",
+            "/root/.gunicorn/",  # gunicorn's control socket, made and removed by each platform
+            "/root/.config/chromium",  # the dashboard tests' browser profile
+            "/tmp/runc-process",  # runc's, while Docker starts or execs in a container
+            "/tmp/slipway-base-",  # `slipway server images build`'s debootstrap root
+        )
+    )
 
 
 @contextmanager
