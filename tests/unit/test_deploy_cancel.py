@@ -232,3 +232,22 @@ def test_a_cancelled_deploy_is_never_moved_to_a_next_step(
             deploys._set_state(session, queued, state)
     session.refresh(queued)
     assert queued.state == "cancelled"
+
+
+def test_a_cancel_whose_cleanup_fails_is_still_a_cancel(
+    session: Session,
+    app: App,
+    adapters: Adapters,
+    settings: Settings,
+    sent: RecordingSender,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead = accept(session, app, adapters, settings)
+
+    def broken(name: str) -> None:
+        raise OSError("the volume is busy")
+
+    monkeypatch.setattr(volumes(adapters), "destroy", broken)
+    deploy_cancel.cancel_deploy(session, dead, adapters, settings, by="alice")
+    session.refresh(dead)
+    assert dead.state == "cancelled"  # the reconciler removes what is left

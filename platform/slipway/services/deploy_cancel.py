@@ -58,7 +58,13 @@ def cancel_deploy(
     session.commit()
     _log(deploy, f"-----> Deploy cancelled by {by} while {was}")
     if worker_gone:
-        clean_up(session, adapters, settings, deploy)
+        try:
+            clean_up(session, adapters, settings, deploy)
+        except Exception as exc:  # the reconciler removes what is left of a finished deploy
+            logger.warning(
+                "cleanup after cancelled deploy %s left to the reconciler: %s", deploy.id, exc
+            )
+            session.rollback()
     return deploy
 
 
