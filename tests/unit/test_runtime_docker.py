@@ -23,7 +23,7 @@ from slipway.runtime.base import (
     Mount,
     RuntimeUnavailable,
 )
-from slipway.runtime.docker import DockerRuntime, _answers, _event, _stream_lines
+from slipway.runtime.docker import APP_NETWORK, DockerRuntime, _answers, _event, _stream_lines
 from slipway.services.layout import MOP_GID, MOP_UID
 
 
@@ -67,9 +67,31 @@ class FakeContainers:
         raise docker.errors.NotFound("No such container")
 
 
+class FakeNetwork:
+    def __init__(self, options: dict[str, str]) -> None:
+        self.attrs = {"Options": options}
+
+
+class FakeNetworks:
+    """The engine's networks: none at first; ``create`` records what it was asked for."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, FakeNetwork] = {}
+
+    def get(self, name: str) -> FakeNetwork:
+        if name not in self.made:
+            raise docker.errors.NotFound("No such network")
+        return self.made[name]
+
+    def create(self, name: str, driver: str, options: dict[str, str]) -> FakeNetwork:
+        self.made[name] = FakeNetwork(options)
+        return self.made[name]
+
+
 class FakeClient:
     def __init__(self, container: FakeContainer) -> None:
         self.containers = FakeContainers(container)
+        self.networks = FakeNetworks()
 
 
 def runtime_with(container: FakeContainer) -> tuple[DockerRuntime, FakeClient]:
@@ -114,7 +136,7 @@ def test_build_containers_get_the_safe_defaults() -> None:
     assert kwargs["command"] == ["build"]
     assert "entrypoint" not in kwargs  # tini stays PID 1
     assert kwargs["tmpfs"] == {"/tmp": "size=512m,mode=1777"}
-    assert kwargs["network_mode"] == "default"
+    assert kwargs["network"] == APP_NETWORK
     mounts = kwargs["mounts"]
     assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in mounts] == [
         ("/v/in", "/mnt/input", True),
@@ -158,6 +180,9 @@ def test_instances_publish_on_loopback_only() -> None:
 
     [kwargs] = client.containers.created
     assert kwargs["ports"] == {"5000/tcp": ("127.0.0.1", None)}
+    assert kwargs["network"] == APP_NETWORK
+    options = client.networks.get(APP_NETWORK).attrs["Options"]
+    assert options == {"com.docker.network.bridge.enable_icc": "false"}  # no app reaches another
     assert kwargs["restart_policy"] == {"Name": "unless-stopped"}
     assert kwargs["labels"][LABEL_KIND] == "instance"
     assert kwargs["read_only"] is True

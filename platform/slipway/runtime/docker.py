@@ -161,6 +161,13 @@ def _timestamp(value: float | None) -> str | None:
     return None if value is None else f"{value:.9f}"
 
 
+# Every app and build container joins this one bridge network, shared by all platforms on the
+# engine. Inter-container traffic is off on it: a container reaches the internet and published
+# ports through the host, never another tenant's container directly.
+APP_NETWORK = "slipway-apps"
+APP_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
+
+
 # -- the runtime ----------------------------------------------------------------------------
 
 
@@ -177,6 +184,7 @@ class DockerRuntime:
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._counter_files: dict[str, Path] = {}  # container id -> its oom_kill counter
+        self._network_ready = False
 
     @property
     def client(self) -> docker.DockerClient:
@@ -198,6 +206,29 @@ class DockerRuntime:
     def _plain_name(self, engine_name: str) -> str:
         return engine_name.removesuffix(f".{self._platform}")
 
+    def app_network(self) -> str:
+        """The name of :data:`APP_NETWORK`, created on first use (no container-to-container)."""
+        if self._network_ready:
+            return APP_NETWORK
+        with _docker_errors(f"create the network {APP_NETWORK}"):
+            try:
+                network = self.client.networks.get(APP_NETWORK)
+            except docker.errors.NotFound:
+                try:
+                    network = self.client.networks.create(
+                        APP_NETWORK, driver="bridge", options=APP_NETWORK_OPTIONS
+                    )
+                except docker.errors.APIError:  # another process made it meanwhile
+                    network = self.client.networks.get(APP_NETWORK)
+        options = network.attrs.get("Options") or {}
+        if options.get("com.docker.network.bridge.enable_icc") != "false":
+            raise ContainerError(
+                f"The Docker network {APP_NETWORK} lets containers reach each other; remove it "
+                f"(docker network rm {APP_NETWORK}) and Slipway makes it again without that."
+            )
+        self._network_ready = True
+        return APP_NETWORK
+
     def ping(self) -> None:
         with _docker_errors("reach the engine"):
             self.client.ping()
@@ -211,7 +242,7 @@ class DockerRuntime:
                 command=spec.command,
                 labels=_labels("build", spec.labels, self._platform),
                 tmpfs=BUILD_TMPFS,
-                network_mode="default" if spec.network else "none",
+                **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
                 **_safe_defaults(
                     spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
                 ),
@@ -269,6 +300,7 @@ class DockerRuntime:
                 labels=_labels("instance", spec.labels, self._platform),
                 tmpfs=INSTANCE_TMPFS,
                 ports={port_key: ("127.0.0.1", None)},  # a free host port, loopback only
+                network=self.app_network(),
                 restart_policy={"Name": "unless-stopped"},
                 **_safe_defaults(
                     spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
