@@ -84,8 +84,8 @@ def remove_caches_of_other_uids(settings: Settings) -> list[str]:
         return []
     for entry in entries:
         info = entry.stat(follow_symlinks=False)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid in (0, settings.app_uid):
-            continue  # root's own files, and caches of the current uid, stay
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid in (0, os.geteuid(), settings.app_uid):
+            continue  # root's and this process's own files, and caches of the current uid, stay
         logger.info("removing the build cache %s of uid %s", entry.path, info.st_uid)
         remove_tree(Path(entry.path))
         removed.append(entry.name)
