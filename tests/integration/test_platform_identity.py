@@ -243,3 +243,18 @@ def test_a_deploy_no_worker_starts_fails_with_a_clear_error() -> None:
         ]
         log = platform.api("GET", f"/apps/{app}/deploys/{deploy_id}/log").text
         assert "No worker started this deploy" in log
+
+
+def test_up_with_a_changed_setting_keeps_its_own_addresses() -> None:
+    """A running platform's own redis, API and router hold their addresses: `up` with a new
+    setting restarts the processes concerned instead of refusing its own ports."""
+    with own_platform() as platform:
+        platform.env["SLIPWAY_DEPLOY_START_TIMEOUT"] = "301"
+
+        result = platform.server("up")
+
+        assert result.returncode == 0, result.stderr
+        assert "Slipway is up" in result.stdout
+        conf = (platform.data_dir / "control-plane" / "supervisord.conf").read_text()
+        assert 'SLIPWAY_DEPLOY_START_TIMEOUT="301"' in conf
+        assert platform.api("GET", "/apps").status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -61,10 +62,19 @@ def test_every_taken_address_is_named(settings: Settings, taken: int) -> None:
     assert "redis" not in message
 
 
-def test_an_address_of_a_program_already_running_here_is_not_checked(
+def test_an_address_held_by_this_platforms_own_processes_counts_as_free(
     settings: Settings, taken: int
 ) -> None:
-    preflight.check_addresses(local(settings, taken), skip={"redis"})
+    me = os.getpid()
+    assert me in preflight.listening_pids(taken)
+    assert me in preflight.process_tree(os.getppid())
+    preflight.check_addresses(local(settings, taken), ours=preflight.process_tree(os.getppid()))
+    with pytest.raises(HostError, match="the address is in use"):
+        preflight.check_addresses(local(settings, taken), ours={me + 1_000_000})
+
+
+def test_nobody_listens_on_a_free_port() -> None:
+    assert preflight.listening_pids(free_port()) == set()
 
 
 def test_a_remote_broker_is_not_ours_to_start(settings: Settings) -> None:

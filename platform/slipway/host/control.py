@@ -193,7 +193,9 @@ def up(settings: Settings) -> PlatformInfo:
     check_data_dir(settings)  # before anything is made under it
     supervisor = supervisor_for(settings)
     wanted = programs(settings)
-    preflight.check_addresses(settings, skip=supervisor.unchanged_and_running(wanted))
+    running = supervisor.pid()
+    ours = preflight.process_tree(running) if running else set()
+    preflight.check_addresses(settings, ours)
     prepare(settings)
     changed = supervisor.write(wanted)
     was_running = supervisor.is_running()

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
@@ -108,18 +109,78 @@ def problem_message(part: Part, reason: str) -> str:
     )
 
 
-def check_addresses(settings: Settings, skip: Collection[str] = ()) -> None:
-    """:class:`HostError` naming every part whose address is not free (``skip``: programs of
-    this platform that already run on theirs)."""
+def check_addresses(settings: Settings, ours: Collection[int] = ()) -> None:
+    """:class:`HostError` naming every part whose address is not free. An address held only by
+    processes in ``ours`` (this platform's running control plane) counts as free."""
     problems = []
     for part in parts(settings):
-        if part.program in skip:
-            continue
         reason = bind_problem(part.host, part.port)
-        if reason is not None:
-            problems.append(problem_message(part, reason))
+        if reason is None:
+            continue
+        holders = listening_pids(part.port)
+        if holders and ours and holders <= set(ours):
+            continue
+        problems.append(problem_message(part, reason))
     if problems:
         raise HostError(" ".join(problems))
+
+
+# ----------------------------------------------------------------------------- who listens
+
+
+PROC = Path("/proc")
+TCP_LISTEN = "0A"
+
+
+def listening_pids(port: int, proc: Path = PROC) -> set[int]:
+    """The processes holding a TCP socket that listens on ``port`` (any address)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == TCP_LISTEN and int(local.rpartition(":")[2], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    return {pid for pid, target in _socket_fds(proc) if target in inodes} if inodes else set()
+
+
+def _socket_fds(proc: Path) -> list[tuple[int, str]]:
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                found.append((int(entry.name), os.readlink(fd)))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def process_tree(root: int, proc: Path = PROC) -> set[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo += children.get(pid, [])
+    return tree
 
 
 def docker_address() -> str:

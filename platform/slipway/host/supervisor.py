@@ -120,18 +120,6 @@ class Supervisor:
             sections += render_program(program, self.logs_dir) + [""]
         return "\n".join(sections)
 
-    def section(self, program: Program) -> str:
-        """The program's lines as :meth:`render` writes them."""
-        return "\n".join(render_program(program, self.logs_dir))
-
-    def unchanged_and_running(self, programs: list[Program]) -> set[str]:
-        """Programs that run now with the configuration they would be given again."""
-        if not self.is_running() or not self.conf.exists():
-            return set()
-        current = self.conf.read_text()
-        running = {state.name for state in self.status() if state.state == "RUNNING"}
-        return {p.name for p in programs if p.name in running and self.section(p) in current}
-
     def write(self, programs: list[Program]) -> bool:
         """Write the configuration; True when it changed."""
         if len(str(self.socket)) > MAX_SOCKET_PATH:
