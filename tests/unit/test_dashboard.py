@@ -475,6 +475,26 @@ def test_upload_a_tarball_queues_a_deploy(dash: Dash) -> None:
     assert "Deploy #" in page and "data-stream" in page
 
 
+def test_a_running_deploy_has_a_cancel_button_that_cancels_it(dash: Dash) -> None:
+    make_app(dash, "hello")
+    dash.sign_in()
+    source = tarball({"index.html": b"<h1>hello</h1>"})
+    queued = dash.post(
+        "/apps/hello/deploys",
+        {"source": (io.BytesIO(source), "site.tar.gz")},
+        content_type="multipart/form-data",
+    ).headers["Location"]
+    page = dash.client.get(queued).get_data(as_text=True)
+    assert "Cancel deploy" in page and f'action="{queued}/cancel"' in page
+
+    response = dash.post(f"{queued}/cancel", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "is cancelled" in page and "Cancelled by alice." in page
+    assert "Cancel deploy" not in page
+    assert dash.query(lambda s: s.scalars(select(Deploy)).one()).state == "cancelled"
+
+
 def test_upload_of_something_else_is_refused(dash: Dash) -> None:
     make_app(dash, "hello")
     dash.sign_in()
