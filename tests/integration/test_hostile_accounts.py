@@ -274,6 +274,9 @@ def test_a_revoked_token_is_refused_at_once_by_the_api_and_git(
         assert made.status_code == 201
         spare = made.json()["token"]
         assert git("ls-remote", remote(platform, name, spare), cwd=tmp_path).returncode == 0
+        dashboard = browser()  # a dashboard session started with the token
+        assert sign_in(platform, dashboard, method="token", token=spare).status_code == 302
+        assert signed_in(platform, dashboard)
         listed = platform.api("GET", "/user/tokens", token=mallory.token).json()
         assert spare not in str(listed) and mallory.token not in str(listed)
         (laptop,) = [t["id"] for t in listed if t["name"] == "laptop"]
@@ -294,6 +297,9 @@ def test_a_revoked_token_is_refused_at_once_by_the_api_and_git(
         assert answer.status_code == 401 and name not in answer.text
         shown.append(answer.text)
         shown.append(git_refused(platform, name, spare, tmp_path))
+        assert not signed_in(platform, dashboard)
+        again = sign_in(platform, browser(), method="token", token=spare)
+        assert again.status_code == 401
         assert platform.api("GET", "/apps", token=mallory.token).status_code == 200
         assert_no_leak(shown, forbidden(platform, planted))
     finally:
