@@ -328,3 +328,20 @@ def test_deleting_an_app_frees_the_build_volumes_of_a_deploy_whose_worker_died(
     volumes = adapters.volumes
     assert isinstance(volumes, FakeVolumes)
     assert volumes.list() == []
+
+
+def test_deleting_an_app_whose_build_container_is_being_removed_still_succeeds(
+    session: Session, settings: Settings, adapters: Adapters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.runtime.base import ContainerError
+
+    app = apps.create_app(session, owner(session), "hello", settings)
+    run_instance(session, adapters, app, settings)
+
+    def busy(container_id: str) -> None:
+        raise ContainerError("Docker refused to stop it: removal is already in progress.")
+
+    monkeypatch.setattr(adapters.runtime, "stop", busy)
+    apps.delete_app(session, app, adapters, settings)
+    session.commit()
+    assert session.scalars(select(App.name)).all() == []

@@ -15,7 +15,7 @@ from slipway.config import Settings, parse_size
 from slipway.models import App, Deploy, Instance, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
-from slipway.runtime.base import LABEL_APP, Limits
+from slipway.runtime.base import LABEL_APP, ContainerError, Limits
 from slipway.services import app_files, logs
 from slipway.services.errors import Conflict, Invalid, NotFound
 from slipway.services.routing import routes_from_db
@@ -224,7 +224,10 @@ def _stop_deploying(app: App, adapters: Adapters, settings: Settings) -> None:
     deadline = time.monotonic() + DESTROY_WAIT
     while True:
         for container in adapters.runtime.list(labels=labels):
-            adapters.runtime.stop(container.container_id)
+            try:
+                adapters.runtime.stop(container.container_id)
+            except ContainerError:  # its worker is removing it already; the lock tells
+                pass
         try:
             with app_lock(settings, app.id, LOCK_POLL):
                 return
