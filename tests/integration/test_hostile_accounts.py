@@ -17,13 +17,17 @@ import re
 import secrets
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.helpers import free_port
 from tests.integration.hostile import (
     HostRecord,
     Secrets,
@@ -38,7 +42,8 @@ from tests.integration.hostile import (
     planted,
     tarball,
 )
-from tests.integration.platform import Platform
+from tests.integration.platform import WEBHOOK_RECEIVER_HOST, Platform, _logs
+from tests.integration.test_webhooks_delivery import Receiver
 
 __all__ = ["alice", "mallory", "planted"]  # fixtures, used by name
 
@@ -105,7 +110,7 @@ def remote(platform: Platform, app: str, token: str) -> str:
 
 def destroy(platform: Platform, tenant: Tenant, app: str) -> None:
     answer = platform.api("DELETE", f"/apps/{app}", token=tenant.token)
-    assert answer.status_code == 204, answer.text
+    assert answer.status_code == 204, answer.text + _logs(platform.data_dir)
 
 
 def raw_get(platform: Platform, path: str, token: str) -> tuple[int, str]:
@@ -141,6 +146,17 @@ def _plant():
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(target / "venv.tar", "w") as tar:
         tar.add(venv, arcname=".")
+    # Links out of the cache, for whoever cleans it up as root to follow.
+    deep = cache / "deep" / "a" / "b"
+    deep.mkdir(parents=True, exist_ok=True)
+    for link, target in (
+        (cache / "to-etc", "/etc"),
+        (cache / "to-secrets", "{secrets}"),
+        (cache / "to-token", "{token}"),
+        (deep / "to-root", "/root"),
+        (deep / "up", "../../../.."),
+    ):
+        link.symlink_to(target)
 
 def get_requires_for_build_wheel(config_settings=None):
     _plant()
@@ -157,7 +173,7 @@ build-backend = "poison"
 backend-path = ["."]
 
 [project]
-name = "poison"
+name = "poison-app"
 version = "1"
 """
 
@@ -187,7 +203,12 @@ def test_a_destroyed_apps_build_cache_never_reaches_the_next_owner_of_its_name(
     poison = tarball(
         [
             ("pyproject.toml", POISON_PYPROJECT),
-            ("poison.py", POISON_BACKEND.replace("{mark}", mark)),
+            (
+                "poison.py",
+                POISON_BACKEND.replace("{mark}", mark)
+                .replace("{secrets}", str(planted.directory))
+                .replace("{token}", str(planted.text)),
+            ),
         ]
     )
     with host_unchanged_here(planted):
@@ -196,8 +217,11 @@ def test_a_destroyed_apps_build_cache_never_reaches_the_next_owner_of_its_name(
     # The attack did plant its cache (else this test would prove nothing).
     assert (cache / f"marker-{mark}").is_file()
     assert (cache / "venv").is_dir() and list((cache / "venv").glob("*/venv.tar"))
+    assert (cache / "deep" / "a" / "b" / "to-root").is_symlink()
 
-    destroy(platform, mallory, name)
+    with host_unchanged_here(planted):  # removing the cache follows none of its links
+        destroy(platform, mallory, name)
+    assert planted.text.is_file() and planted.json.is_file()
     assert not cache.exists() and not (platform.settings.git_dir / f"{name}.git").exists()
 
     answer = platform.api("POST", "/apps", token=alice.token, json={"name": name})
@@ -216,6 +240,61 @@ def test_a_destroyed_apps_build_cache_never_reaches_the_next_owner_of_its_name(
     finally:
         destroy(platform, alice, name)
     assert_no_leak(shown, forbidden(platform, planted))
+
+
+# A build that keeps writing into its cache for two minutes: the app is destroyed under it.
+BUSY_BACKEND = """\
+import os, pathlib, time
+
+def get_requires_for_build_wheel(config_settings=None):
+    cache = pathlib.Path(os.environ["CACHE"])
+    (cache / "started").write_text("building")
+    for n in range(600):
+        (cache / f"late-{n}").write_text("still here")
+        time.sleep(0.2)
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("never reached")
+"""
+
+
+def test_an_app_destroyed_during_its_build_leaves_no_cache_behind(
+    running_platform: Platform, mallory: Tenant, alice: Tenant, planted: Secrets
+) -> None:
+    platform = running_platform
+    name = create_app(platform, mallory, "race")
+    cache = platform.settings.cache_dir / name
+    source = tarball(
+        [("pyproject.toml", POISON_PYPROJECT.replace("poison", "busy")), ("busy.py", BUSY_BACKEND)]
+    )
+    answer = platform.api(
+        "POST",
+        f"/apps/{name}/deploys",
+        token=mallory.token,
+        data=source,
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 240
+    while not (cache / "started").exists():
+        assert time.monotonic() < deadline, "the build never started writing its cache"
+        time.sleep(0.5)
+
+    with host_unchanged_here(planted):
+        destroy(platform, mallory, name)  # waits until the build is stopped
+    assert not cache.exists()
+    time.sleep(3)
+    assert not cache.exists()  # nothing of the stopped build writes there any more
+    assert platform.api("GET", f"/apps/{name}", token=mallory.token).status_code == 404
+
+    assert platform.api("POST", "/apps", token=alice.token, json={"name": name}).status_code == 201
+    try:
+        assert not cache.exists()
+        assert platform.api("GET", f"/apps/{name}/deploys", token=alice.token).json() == []
+        assert platform.api("GET", f"/apps/{name}/events", token=alice.token).json() == []
+    finally:
+        destroy(platform, alice, name)
 
 
 # ----------------------------------------------------------------------------- git history
@@ -568,3 +647,70 @@ def test_an_allowed_outside_receiver_is_still_accepted(
     assert made.status_code == 201, made.text
     path = f"/apps/{hook_app}/webhooks/{made.json()['id']}"
     assert platform.api("DELETE", path, token=mallory.token).status_code == 204
+
+
+class Redirector:
+    """An outside-looking receiver (on the one address the test platform trusts) that answers
+    every delivery with a redirect to the host's loopback."""
+
+    def __init__(self, location: str) -> None:
+        self.hits = 0
+        redirector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                redirector.hits += 1
+                self.send_response(307)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((WEBHOOK_RECEIVER_HOST, free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_receiver_that_redirects_to_the_host_is_not_followed(
+    running_platform: Platform, mallory: Tenant, planted: Secrets
+) -> None:
+    platform = running_platform
+    inner = Receiver(free_port())  # what the attacker wants reached: a service on loopback
+    outer = Redirector(f"http://127.0.0.1:{inner.port}/admin")
+    name = create_app(platform, mallory, "redir")
+    try:
+        with inner:
+            made = platform.api(
+                "POST",
+                f"/apps/{name}/webhooks",
+                token=mallory.token,
+                json={"url": f"http://{WEBHOOK_RECEIVER_HOST}:{outer.port}/", "events": ["*"]},
+            )
+            assert made.status_code == 201, made.text
+            # Any deploy makes events (released, deploy_succeeded or deploy_failed) to deliver.
+            state, shown = deploy(platform, mallory, name, tarball([("index.html", "hi")]))
+            assert state["state"] in ("succeeded", "failed"), state
+            deliveries = f"/apps/{name}/webhooks/{made.json()['id']}/deliveries"
+            deadline = time.monotonic() + 60
+            attempts: list[dict] = []
+            while not attempts and time.monotonic() < deadline:
+                listed = platform.api("GET", deliveries, token=mallory.token).json()
+                attempts = [a for d in listed for a in d["attempt_log"]]
+                time.sleep(0.5)
+            assert attempts, "the webhook was never attempted"
+            assert outer.hits >= 1
+            assert attempts[0]["status_code"] == 307 and attempts[0]["error"] == "HTTP 307"
+            time.sleep(1)
+            assert inner.received == []  # the redirect was not followed
+            shown.append(str(listed))
+        assert_no_leak(shown, forbidden(platform, planted))
+    finally:
+        outer.close()
+        destroy(platform, mallory, name)
