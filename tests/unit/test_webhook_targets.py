@@ -147,6 +147,32 @@ def test_the_api_service_refuses_an_inward_url_as_invalid() -> None:
         webhooks._check_url("http://169.254.169.254/latest/meta-data/", targets())
     with pytest.raises(Invalid, match="http:// or https://"):
         webhooks._check_url("http://x:notaport/", targets())
+    for sneaky in ("http://public.example/\r\nHost: 127.0.0.1", "http://public.example/ a"):
+        with pytest.raises(Invalid, match="no spaces or control"):
+            webhooks._check_url(sneaky, targets(answers=ANSWERS))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pw@127.0.0.1/",
+        "http://127.0.0.1#@public.example/",
+        "http://public.example\\@127.0.0.1/",
+        "http://127.0.0.1:80\\@public.example/",
+    ],
+)
+def test_tricky_urls_are_judged_by_the_host_they_connect_to(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    rules = targets(answers=ANSWERS)
+    host = urlsplit(url).hostname or ""
+    # Whatever a URL parser makes of it, the delivery connects where this parse points, and
+    # that is what is checked.
+    if host == "public.example":
+        webhooks._check_url(url, rules)
+    else:
+        with pytest.raises(Invalid):
+            webhooks._check_url(url, rules)
 
 
 # ----------------------------------------------------------------------------- delivery

@@ -83,6 +83,8 @@ def _check_url(url: object, targets: Targets) -> str:
         parts = port = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid('A webhook needs a "url" starting with http:// or https://.')
+    if len(str(url)) > 2048 or any(ord(c) <= 32 or ord(c) == 127 for c in str(url)):
+        raise Invalid("A webhook URL has at most 2048 characters and no spaces or control ones.")
     try:
         targets.check_host(parts.hostname, port or DEFAULT_PORTS[parts.scheme])
     except TargetRefused as refused:
@@ -268,7 +270,7 @@ def http_post(request: Request, timeout: float, targets: Targets | None = None) 
         status = pinned_post(request, timeout, targets or Targets())
     except TargetRefused as refused:
         return Response(None, took(), str(refused))
-    except (OSError, urllib3.exceptions.HTTPError) as exc:
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
         return Response(None, took(), f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
     error = None if 200 <= status < 300 else f"HTTP {status}"
     return Response(status, took(), error)
