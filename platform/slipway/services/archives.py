@@ -56,11 +56,11 @@ def copy_limited(stream: IO[bytes], out: IO[bytes], limit: int) -> int:
             return total
         total += len(chunk)
         if total > limit:
-            raise TooLarge(f"The upload is larger than the limit of {_human(limit)}.")
+            raise TooLarge(f"The upload is larger than the limit of {human_size(limit)}.")
         out.write(chunk)
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
     for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size >= factor:
             return f"{size / factor:g} {unit}"
@@ -86,7 +86,7 @@ def inspect_archive(path: Path, max_unpacked: int | None = None) -> ArchiveInfo:
                 files += 1
                 size += member.size
                 if max_unpacked is not None and size > max_unpacked:
-                    raise TooLarge(f"The archive unpacks to more than {_human(max_unpacked)}.")
+                    raise TooLarge(f"The archive unpacks to more than {human_size(max_unpacked)}.")
     if files == 0:
         raise Invalid("The archive is empty: it contains no files.")
     return ArchiveInfo(files=files, unpacked_size=size, prefix=_single_prefix(names))
@@ -245,7 +245,7 @@ def read_source_file(source: Path, name: str) -> bytes | None:
         return None
     except beneath.Refused as exc:
         if exc.errno == errno.EFBIG:
-            raise Invalid(f"The {name} is larger than {_human(MAX_METADATA_BYTES)}.") from exc
+            raise Invalid(f"The {name} is larger than {human_size(MAX_METADATA_BYTES)}.") from exc
         raise Invalid(f"The {name} must be a regular file, not a link or a directory.") from exc
     finally:
         os.close(root)
