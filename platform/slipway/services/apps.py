@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,28 +194,31 @@ def delete_app(session: Session, app: App, adapters: Adapters, settings: Setting
     from slipway.services.builds import build_volume_names
     from slipway.services.deploys import log_dir
 
-    _stop_deploying(app, adapters, settings)
-    for instance in app.instances:
-        adapters.volumes.destroy(instance.volume_name)
-    for deploy in app.deploys:
-        if deploy.state not in deploy_states.TERMINAL_STATES:  # its worker died mid-build
-            for name in build_volume_names(deploy.id):
-                adapters.volumes.destroy(name)
-    deploy_logs = [Path(d.log_path) for d in app.deploys if d.log_path]
-    log_folder = logs.app_key(app)
-    session.delete(app)
-    session.flush()
+    with _no_deploy_running(app, adapters, settings):
+        for instance in app.instances:
+            adapters.volumes.destroy(instance.volume_name)
+        for deploy in app.deploys:
+            if deploy.state not in deploy_states.TERMINAL_STATES:  # its worker died mid-build
+                for name in build_volume_names(deploy.id):
+                    adapters.volumes.destroy(name)
+        deploy_logs = [Path(d.log_path) for d in app.deploys if d.log_path]
+        log_folder = logs.app_key(app)
+        # Deleted while the lock is held: a queued deploy that takes the lock next finds its
+        # row gone (or waits for this transaction and then finds it gone), never builds.
+        session.delete(app)
+        session.flush()
     adapters.router.apply(routes_from_db(session))
     adapters.artifacts.delete_app(app.name)
     app_files.remove_app_files(settings, app.name, log_folder)
     app_files.remove_files(deploy_logs, log_dir(settings))
 
 
-def _stop_deploying(app: App, adapters: Adapters, settings: Settings) -> None:
-    """Stop the app's containers until no deploy of it holds the app's lock.
+@contextmanager
+def _no_deploy_running(app: App, adapters: Adapters, settings: Settings) -> Iterator[None]:
+    """Stop the app's containers until its deploy lock is free, and hold the lock meanwhile.
 
-    A deploy whose build or instances are stopped under it fails and lets go of the lock; one
-    that is still queued finds its row gone and does nothing. Past the deadline, Conflict.
+    A deploy whose build or instances are stopped under it fails and lets go of the lock.
+    Past the deadline, Conflict.
     """
     from slipway.services.deploys import app_lock
     from slipway.services.instances import platform_labels
@@ -228,14 +233,18 @@ def _stop_deploying(app: App, adapters: Adapters, settings: Settings) -> None:
                 adapters.runtime.stop(container.container_id)
             except ContainerError:  # its worker is removing it already; the lock tells
                 pass
+        held = ExitStack()
         try:
-            with app_lock(settings, app.id, LOCK_POLL):
-                return
+            held.enter_context(app_lock(settings, app.id, LOCK_POLL))
         except Conflict:
             if time.monotonic() >= deadline:
                 raise Conflict(
                     f"A deploy of {app.name} is still running; destroy the app again in a minute."
                 ) from None
+            continue
+        with held:
+            yield
+        return
 
 
 # ----------------------------------------------------------------------------- app settings
