@@ -437,7 +437,8 @@ def test_deploys_cancel_picks_the_running_deploy_or_the_one_given(api: FakeApi) 
         (
             409,
             {
-                "error": "Deploy 8 already ended (succeeded); only a queued or running deploy can be cancelled."
+                "error": "Deploy 8 already ended (succeeded); "
+                "only a queued or running deploy can be cancelled."
             },
         ),
     )
