@@ -394,6 +394,8 @@ def test_a_deleted_users_tokens_apps_and_files_go_at_once(
     name = create_app(platform, eve, "eve")
     git("ls-remote", remote(platform, name, eve.token), cwd=tmp_path)  # makes its repository
     assert (platform.settings.git_dir / f"{name}.git").is_dir()
+    dashboard = browser()
+    assert sign_in(platform, dashboard, method="token", token=eve.token).status_code == 302
 
     # Only an admin deletes users; one with apps needs force.
     by_mallory = platform.api("DELETE", f"/users/{eve.username}", token=mallory.token)
@@ -408,6 +410,7 @@ def test_a_deleted_users_tokens_apps_and_files_go_at_once(
     assert answer.status_code == 401
     shown = [by_mallory.text, answer.text, git_refused(platform, name, eve.token, tmp_path)]
     assert platform.api("GET", f"/apps/{name}").status_code == 404
+    assert not signed_in(platform, dashboard)
     assert not (platform.settings.git_dir / f"{name}.git").exists()
     assert not (platform.settings.cache_dir / name).exists()
     assert_no_leak(shown, forbidden(platform, planted))
