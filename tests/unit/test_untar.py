@@ -18,6 +18,7 @@ import pytest
 
 from slipway.services import archives, untar
 from slipway.services.errors import Invalid, TooLarge
+from slipway.services.stacks import detect_stack
 from slipway.services.untar import safe_extract
 
 CHAIN = 8  # e1 -> d/.., e2 -> e1/.. ...: e8 resolves to / from any depth up to 8
@@ -321,3 +322,20 @@ def test_a_full_volume_is_not_called_a_bad_archive(
     monkeypatch.setattr(untar, "_write_all", full)
     with pytest.raises(untar.NoSpace):
         archives.extract_archive(upload, target)
+
+
+def test_procfile_app_json_and_stack_markers_that_are_links_are_never_read(
+    target: Path, outside: Path
+) -> None:
+    tar = archive(
+        *chain(),
+        link("Procfile", f"e{CHAIN}{outside}/secret"),
+        link("app.json", "../outside/secret"),
+        link("package.json", str(outside / "secret")),
+    )
+    safe_extract(tar, target)
+    for read in (archives.read_procfile, archives.read_app_json):
+        with pytest.raises(Invalid, match="must be a regular file, not a link") as refused:
+            read(target)
+        assert "secret-outside" not in str(refused.value)
+    assert detect_stack(target) == "static"
