@@ -185,9 +185,6 @@ def upload_deploy(name: str) -> Response:
     return redirect(url_for("dashboard.deploy_page", name=name, deploy_id=deploy.id))
 
 
-# ---------------------------------------------------------------------------------------------
-# Process control
-# ---------------------------------------------------------------------------------------------
 @bp.route("/apps/<name>/deploys/<int:deploy_id>/cancel", methods=["POST"])
 @transactional
 def cancel_deploy(name: str, deploy_id: int) -> Response:
@@ -200,6 +197,9 @@ def cancel_deploy(name: str, deploy_id: int) -> Response:
     return redirect(url_for("dashboard.deploy_page", name=name, deploy_id=deploy_id))
 
 
+# ---------------------------------------------------------------------------------------------
+# Process control
+# ---------------------------------------------------------------------------------------------
 
 
 @bp.route("/apps/<name>/processes/<label>/<action>", methods=["POST"])
