@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -308,3 +309,23 @@ def test_browser_sees_no_page_without_signing_in(
     session_cookies = [c for c in browser.get_cookies() if c["name"] == "slipway_session"]
     assert session_cookies, "the sign-in page sets the session cookie (it holds the CSRF token)"
     assert all(c["httpOnly"] and c["sameSite"] == "Lax" for c in session_cookies)
+
+
+def test_signing_out_in_the_browser_ends_a_copy_of_its_cookie(
+    running_platform: Platform, browser: WebDriver
+) -> None:
+    dash = Dashboard(browser, running_platform)
+    dash.open("/signin")
+    dash.fill("#token", running_platform.admin_token)
+    dash.submit("form:has(#token)")
+    (cookie,) = [c for c in browser.get_cookies() if c["name"] == "slipway_session"]
+    thief = requests.Session()
+    thief.trust_env = False
+    thief.cookies.set("slipway_session", cookie["value"])
+    page = running_platform.api_url + "/"
+    assert thief.get(page, allow_redirects=False, timeout=30).status_code == 200
+
+    dash.submit("form[action$='/signout']")
+    assert "/signin" in browser.current_url
+    refused = thief.get(page, allow_redirects=False, timeout=30)
+    assert refused.status_code == 302 and "/signin" in refused.headers["Location"]
