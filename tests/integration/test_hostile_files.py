@@ -277,3 +277,26 @@ def test_a_source_too_big_for_the_build_volume_is_reported_as_such(
     assert state["state"] == "failed", state
     assert "does not fit in the build volume" in state["error"], state["error"]
     assert "not a valid .tar.gz" not in "\n".join(shown)
+
+
+# A build script that makes empty files in $OUTPUT until the volume has no inodes left.
+FILL_OUTPUT = """\
+const fs = require("fs");
+const dir = process.env.OUTPUT + "/fill";
+fs.mkdirSync(dir, { recursive: true });
+for (let n = 0; ; n++) {
+  if (n % 1000 === 0) fs.mkdirSync(dir + "/" + n / 1000);
+  fs.writeFileSync(dir + "/" + Math.floor(n / 1000) + "/" + n, "");
+}
+"""
+
+
+def test_a_build_that_fills_its_output_volume_is_reported_as_such(
+    running_platform: Platform, alice: Tenant
+) -> None:
+    package = '{"name": "fills", "version": "1.0.0", "scripts": {"build": "node fill.js"}}'
+    archive = tarball([("package.json", package), ("fill.js", FILL_OUTPUT), SITE])
+    app = create_app(running_platform, alice, "fill")
+    state, shown = deploy(running_platform, alice, app, archive)
+    assert state["state"] == "failed", state
+    assert "The build filled its output volume" in state["error"], state["error"]
