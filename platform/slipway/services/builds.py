@@ -77,7 +77,7 @@ def build(
 
 def unpack_source(settings: Settings, source: Path, volume: Volume) -> None:
     """Unpack the upload into the INPUT volume, every entry mop's from its creation."""
-    owner = (layout.MOP_UID, layout.MOP_GID)
+    owner = layout.app_owner()
     try:
         archives.extract_archive(source, volume.path, settings.build_volume_size, owner)
     except NoSpace as exc:

@@ -119,10 +119,11 @@ def prepare_instance_volume(root: Path, slug: Path, process_type: str, env: dict
     Everything is mop's from its creation, so no walk over the tree is needed afterwards; root
     makes only the top directories and supervisor.conf, beneath the volume with no link followed.
     """
-    owner = (MOP_UID, MOP_GID)
+    owner = app_owner()
     conf = render_supervisor_conf(process_type, env).encode()
     with beneath.opened(beneath.open_root(root)) as root_fd:
-        _own(root_fd, owner)
+        if owner is not None:
+            os.fchown(root_fd, *owner)
         for name in RUN_DIRS:
             os.close(beneath.make_dirs(root_fd, name, 0o755, owner))
         with beneath.opened(beneath.open_dir(root_fd, "app")) as app_fd:
@@ -153,7 +154,7 @@ def pack_slug(output_dir: Path, slug: Path) -> None:
                 + ["--exclude=./lost+found", f"--use-compress-program={SLUG_COMPRESSOR}", "."],
                 "pack the slug",
                 tree,
-                (MOP_UID, MOP_GID),
+                app_owner(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
             )
@@ -164,21 +165,23 @@ def pack_slug(output_dir: Path, slug: Path) -> None:
 
 def unpack_slug(slug: Path, target: Path) -> None:
     """Unpack a slug into ``target``, a directory the platform made (created if missing)."""
-    owner = (MOP_UID, MOP_GID)
+    owner = app_owner()
     target.mkdir(parents=True, exist_ok=True)
     with beneath.opened(beneath.open_root(target)) as target_fd:
-        _own(target_fd, owner)
+        if owner is not None:
+            os.fchown(target_fd, *owner)
         unpack_slug_into(slug, target_fd, owner)
 
 
-def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int]) -> None:
+def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int] | None) -> None:
     """Unpack a slug (zstd, or gzip from older releases) into the directory ``target_fd``.
 
-    A slug is the app's own output, so GNU tar unpacks it as the app's user (``owner``), in a
-    directory that user owns: its files come out mop's with no chown walk, and it can write
-    nothing mop could not write from inside the container. tar also refuses names with ``..``
-    and makes links that point outside only after every file is written. Symlinks may point
-    anywhere (a virtualenv's bin/python3): they are only followed inside the container.
+    A slug is the app's own output, so GNU tar unpacks it as the app's user (``owner``; None: as
+    this unprivileged process), in a directory that user owns: its files come out mop's with no
+    chown walk, and it can write nothing mop could not write from inside the container. tar
+    also refuses names with ``..`` and makes links that point outside only after every file is
+    written. Symlinks may point anywhere (a virtualenv's bin/python3): they are only followed
+    inside the container.
     """
     with slug.open("rb") as source:
         magic = os.pread(source.fileno(), 4, 0)
@@ -195,27 +198,31 @@ def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int]) -> None
         )
 
 
-def _own(fd: int, owner: tuple[int, int]) -> None:
-    if os.geteuid() == 0:  # an unprivileged developer's volumes are already theirs
-        os.fchown(fd, *owner)
+def app_owner() -> tuple[int, int] | None:
+    """mop's (uid, gid) for what the platform creates in app trees; None when not root.
+
+    Unprivileged (a developer's ``directory`` volumes) nothing can be given away, and everything
+    is the developer's already.
+    """
+    return (MOP_UID, MOP_GID) if os.geteuid() == 0 else None
 
 
 def _tar_as_app(
     args: list[str],
     what: str,
     directory_fd: int,
-    owner: tuple[int, int],
+    owner: tuple[int, int] | None,
     stdin: IO[bytes] | int,
     stdout: IO[bytes] | int,
 ) -> None:
-    """Run GNU tar as ``owner`` (when we are root) inside the directory ``directory_fd``.
+    """Run GNU tar as ``owner`` (None: as this process) inside the directory ``directory_fd``.
 
     The child changes into the directory through its own descriptor (``/proc/self/fd/N``,
     before it drops root), so no path of the tree is looked up; tar's stdin or stdout is the
     slug file root opened.
     """
     switch: dict[str, Any] = {}
-    if os.geteuid() == 0:
+    if owner is not None:
         switch = {"user": owner[0], "group": owner[1], "extra_groups": []}
     try:
         done = subprocess.run(
