@@ -43,6 +43,11 @@ def test_the_admin_token_file_is_private(running_platform: Platform) -> None:
     assert path.read_text().strip() == running_platform.admin_token
 
 
+def test_the_data_dir_is_closed_to_host_accounts(running_platform: Platform) -> None:
+    """Apps' volumes, build caches, sources and the database are root's alone to reach."""
+    assert stat.S_IMODE(running_platform.data_dir.stat().st_mode) == 0o700
+
+
 def test_up_again_restarts_nothing_and_prints_the_same(running_platform: Platform) -> None:
     before = _states(running_platform)
 

@@ -137,6 +137,9 @@ def prepare(settings: Settings) -> str | None:
 
     check_data_dir(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Apps' volumes, caches, sources and the database live here: no host account may look in.
+    # Nothing but root needs to: tar runs as mop from a directory root opened for it.
+    settings.data_dir.chmod(0o700)
     remove_caches_of_other_uids(settings)
     upgrade_database(settings)
     engine = make_engine(settings)
