@@ -107,9 +107,9 @@ def settings_of(env: dict[str, str]) -> Settings:
         return Settings.from_env()
 
 
-def start_platform(data_dir: Path) -> Platform:
+def start_platform(data_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
     """``slipway server up`` in a fresh environment; a failure fails the test with the logs."""
-    env = platform_env(data_dir)
+    env = platform_env(data_dir) | (extra_env or {})
     settings = settings_of(env)
     platform = Platform(
         api_url=f"http://{settings.api_bind}",
@@ -177,14 +177,14 @@ def _logs(data_dir: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def own_platform() -> Iterator[Platform]:
+def own_platform(extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
     """A platform in a temp dir of its own, outside pytest's base temp dir.
 
     pytest deletes old base temp dirs when another session starts; a platform (its database,
     volumes and sockets) must not vanish under a long run while other test sessions start.
     """
     root = Path(tempfile.mkdtemp(prefix="slipway-test-"))
-    platform = start_platform(root / "data")
+    platform = start_platform(root / "data", extra_env)
     try:
         yield platform
     finally:

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 from sqlalchemy import select
@@ -100,7 +100,8 @@ def programs(settings: Settings) -> list[Program]:
         redis_dir = settings.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         host, port = redis
-        command = ["redis-server", "--bind", host, "--port", str(port), "--dir", str(redis_dir)]
+        command = ["redis-server", *_redis_password_file(settings, redis_dir)]
+        command += ["--bind", host, "--port", str(port), "--dir", str(redis_dir)]
         # An append-only file keeps queued deploys across `make down` / `make up`.
         command += ["--appendonly", "yes", "--daemonize", "no", "--protected-mode", "yes"]
         found.append(Program("redis", command, 10, env, stopwaitsecs=20))
@@ -120,6 +121,24 @@ def programs(settings: Settings) -> list[Program]:
     reconciler += ["--interval", str(RECONCILE_INTERVAL)]
     found.append(Program("reconciler", reconciler, 50, env, stopwaitsecs=30))
     return found
+
+
+def _redis_password_file(settings: Settings, redis_dir: Path) -> list[str]:
+    """A root-only config file with the broker URL's password, when it has one.
+
+    On the command line the password would show in every host account's ``ps``.
+    """
+    password = urlsplit(settings.redis_url).password
+    if not password:
+        return []
+    value = unquote(password)
+    if any(c in value for c in '"\\\r\n'):
+        raise HostError(
+            "The password in SLIPWAY_REDIS_URL may not hold quotes, backslashes or line breaks."
+        )
+    path = redis_dir / "redis-password.conf"
+    write_secret(path, f'requirepass "{value}"\n')
+    return [str(path)]
 
 
 # ----------------------------------------------------------------------------- preparing
@@ -281,7 +300,7 @@ def _not_ready(settings: Settings, states: dict[str, ProcessState]) -> list[str]
         answering = preflight.redis_pid(settings)
         if answering is None or answering != ours:
             who = "no redis" if answering is None else f"another redis (pid {answering})"
-            waiting.append(f"{who} answers at {settings.redis_url}")
+            waiting.append(f"{who} answers at {preflight.shown_url(settings.redis_url)}")
     return waiting
 
 

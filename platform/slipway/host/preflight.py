@@ -58,6 +58,14 @@ def local_redis(settings: Settings) -> tuple[str, int] | None:
     return url.hostname or "127.0.0.1", url.port or 6379
 
 
+def shown_url(url: str) -> str:
+    """A broker URL fit to print: its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def parts(settings: Settings) -> list[Part]:
     """The addresses `up` will bind: the embedded redis (when local), the API, the router."""
     found = []
