@@ -17,10 +17,10 @@ from typing import IO, Any
 
 from slipway import beneath
 
+# mop's uid and gid (the setting SLIPWAY_APP_UID), named here too for the services
+from slipway.appuser import MOP_GID as MOP_GID
+from slipway.appuser import MOP_UID as MOP_UID
 from slipway.services.errors import SlipwayError
-
-MOP_UID = 1000
-MOP_GID = 1000
 
 BUILD_INPUT = "/mnt/input"
 BUILD_OUTPUT = "/mnt/app"
