@@ -37,23 +37,32 @@ def test_the_real_tree_has_the_standard_shape() -> None:
     assert parents == {
         "base": None,
         "build-base": "base",
+        "build-java": "build-base",
         "build-node": "build-base",
+        "build-php": "build-base",
         "build-python": "build-base",
         "build-static": "build-base",
         "run-base": "base",
+        "run-java": "run-base",
         "run-node": "run-base",
+        "run-php": "run-base",
         "run-python": "run-base",
         "run-static": "run-base",
     }
     assert tree["run-base"].extra_files == ("navi/navi.py",)
 
 
-@pytest.mark.parametrize("folder", ["build-base", "build-node", "build-python", "build-static"])
+@pytest.mark.parametrize(
+    "folder",
+    ["build-base", "build-java", "build-node", "build-php", "build-python", "build-static"],
+)
 def test_every_build_image_ships_an_executable_build(folder: str) -> None:
     assert (IMAGES / folder / "bin" / "build").stat().st_mode & 0o111
 
 
-@pytest.mark.parametrize("folder", ["run-base", "run-node", "run-python", "run-static"])
+@pytest.mark.parametrize(
+    "folder", ["run-base", "run-java", "run-node", "run-php", "run-python", "run-static"]
+)
 def test_every_run_image_ships_an_executable_start(folder: str) -> None:
     assert (IMAGES / folder / "bin" / "start").stat().st_mode & 0o111
 
