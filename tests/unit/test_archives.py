@@ -189,6 +189,7 @@ def test_procfile_and_app_json(tmp_path: Path) -> None:
 
 
 def test_stack_detection(tmp_path: Path, settings: Settings) -> None:
+    (tmp_path / "index.html").write_text("<h1>hi</h1>")
     assert detect_stack(tmp_path) == "static"
     (tmp_path / "requirements.txt").write_text("flask\n")
     assert detect_stack(tmp_path) == "python"

@@ -18,7 +18,7 @@ import pytest
 
 from slipway.services import archives, untar
 from slipway.services.errors import Invalid, TooLarge
-from slipway.services.stacks import detect_stack
+from slipway.services.stacks import Unrecognised, detect_stack
 from slipway.services.untar import safe_extract
 
 CHAIN = 8  # e1 -> d/.., e2 -> e1/.. ...: e8 resolves to / from any depth up to 8
@@ -338,4 +338,9 @@ def test_procfile_app_json_and_stack_markers_that_are_links_are_never_read(
         with pytest.raises(Invalid, match="must be a regular file, not a link") as refused:
             read(target)
         assert "secret-outside" not in str(refused.value)
-    assert detect_stack(target) == "static"
+    with pytest.raises(Unrecognised) as unrecognised:  # the links are named, never followed
+        detect_stack(target)
+    assert "found Procfile (not a regular file), package.json (not a regular file)" in str(
+        unrecognised.value
+    )
+    assert "secret" not in str(unrecognised.value)

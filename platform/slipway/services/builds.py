@@ -20,7 +20,7 @@ from slipway.services import appjson, archives, layout
 from slipway.services.archives import human_size
 from slipway.services.errors import SlipwayError, TooLarge
 from slipway.services.instances import platform_labels
-from slipway.services.stacks import build_image, detect_stack
+from slipway.services.stacks import build_image, recognise
 from slipway.services.untar import NoSpace
 from slipway.volumes.base import Volume
 
@@ -61,8 +61,9 @@ def build(
         unpack_source(settings, source, input_volume)
         process_types = archives.read_procfile(input_volume.path)
         app_json = read_app_json(input_volume.path, log)
-        stack = detect_stack(input_volume.path)
-        log(f"-----> {stack.capitalize()} app detected")
+        found, marker = recognise(input_volume.path)  # Unrecognised: before any container
+        stack = found.name
+        log(f"-----> {stack.capitalize()} app detected ({marker})")
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
         _run(adapters, settings, spec, log)
         slug = adapters.artifacts.new_slug_path(app)
