@@ -197,6 +197,21 @@ def test_a_build_writes_only_to_its_mounts(
         volumes.destroy("output")
 
 
+def test_every_container_is_named_after_its_app(
+    runtime: DockerRuntime, base_image: str, app: str, mnt: Path
+) -> None:
+    """The hostname is the app's name (Emergence's default), in builds, one-offs and instances."""
+    lines: list[str] = []
+    assert runtime.run_build(build(base_image, app, "hostname; uname -n"), lines.append).ok
+    assert lines == [app, app]
+    running = runtime.start_instance(instance(base_image, app, mnt, ["sleep", "120"]))
+    shown = runtime.exec(running.container_id, ["hostname"])
+    assert (shown.exit_code, shown.output.strip()) == (0, app)
+    container = docker.from_env().containers.get(running.container_id)
+    assert container.attrs["Config"]["Hostname"] == app
+    runtime.stop(running.container_id, timeout=1)
+
+
 def test_a_missing_image_says_how_to_build_it(runtime: DockerRuntime, app: str) -> None:
     spec = build("slipway-test/no-such-image:latest", app, "true")
     with pytest.raises(ImageMissing, match="slipway server images build"):

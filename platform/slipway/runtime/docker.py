@@ -1,14 +1,16 @@
 """The container runtime on the local Docker engine, through the Docker SDK.
 
 Every container gets the same safe defaults: user mop, a read-only root filesystem, no
-capabilities, ``no-new-privileges``, memory (swap held to the same figure) and pids limits, and
-the ``io.slipway.managed=1`` label. The image's entrypoint (tini, PID 1) is always kept.
+capabilities, ``no-new-privileges``, memory (swap held to the same figure) and pids limits, the
+``io.slipway.managed=1`` label, and the app's name as its hostname. The image's entrypoint (tini,
+PID 1) is always kept.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -23,6 +25,7 @@ import requests
 
 from slipway.runtime import kernel
 from slipway.runtime.base import (
+    LABEL_APP,
     LABEL_KIND,
     LABEL_MANAGED,
     MOP_USER,
@@ -49,6 +52,7 @@ POLL_INTERVAL = 0.05  # the start of a deploy waits on this probe: keep it short
 PROBE_REQUEST = b"HEAD / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: slipway-probe\r\n\r\n"
 PROBE_SILENCE = 0.1  # seconds a listening server may stay silent before it counts as up
 LOG_DRAIN_TIMEOUT = 10.0  # seconds to let the log reader finish after the container ends
+HOSTNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 # -- error mapping --------------------------------------------------------------------------
@@ -110,6 +114,15 @@ def _safe_defaults(
         "security_opt": ["no-new-privileges"],
         **_limits(limits),
     }
+
+
+def _hostname(labels: dict[str, str]) -> dict[str, str]:
+    """The app's name as the container's hostname (Emergence's default), not the container id.
+
+    App names are valid host names already; anything else keeps Docker's default.
+    """
+    app = labels.get(LABEL_APP, "")
+    return {"hostname": app} if HOSTNAME_RE.match(app) else {}
 
 
 def _labels(kind: str, labels: dict[str, str], platform: str = "1") -> dict[str, str]:
@@ -242,6 +255,7 @@ class DockerRuntime:
                 command=spec.command,
                 labels=_labels("build", spec.labels, self._platform),
                 tmpfs=BUILD_TMPFS,
+                **_hostname(spec.labels),
                 **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
                 **_safe_defaults(
                     spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
@@ -299,6 +313,7 @@ class DockerRuntime:
                 command=spec.command,
                 labels=_labels("instance", spec.labels, self._platform),
                 tmpfs=INSTANCE_TMPFS,
+                **_hostname(spec.labels),
                 ports={port_key: ("127.0.0.1", None)},  # a free host port, loopback only
                 network=self.app_network(),
                 restart_policy={"Name": "unless-stopped"},
