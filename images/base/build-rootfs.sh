@@ -74,6 +74,9 @@ for dir in app home log notifications tmp; do
   install -d -o "$uid" -g "$uid" -m 0755 "$root/mnt/$dir"
 done
 chmod 1777 "$root/mnt/tmp"
+# Apps written for Heroku or Dokku expect to live at /app: it is the app's directory in builds
+# (OUTPUT), release phases, instances and one-off runs alike, without moving anything.
+ln -s /mnt/app "$root/app"
 
 step "Trimming docs, caches and apt lists"
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
