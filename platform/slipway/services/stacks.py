@@ -29,6 +29,8 @@ class Stack:
 
 # Ordered: a Node.js app with a public/index.html is a Node.js app. New stacks go before static.
 STACKS: tuple[Stack, ...] = (
+    Stack("php", "PHP", ("composer.json",)),  # before node: PHP apps often bundle a package.json
+    Stack("java", "Java", ("pom.xml", "gradlew", "build.gradle", "build.gradle.kts")),
     Stack("node", "Node.js", ("package.json",)),
     Stack("python", "Python", ("requirements.txt", "pyproject.toml")),
     Stack("static", "static sites", ("index.html", "public/index.html", ".static")),

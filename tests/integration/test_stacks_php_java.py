@@ -1,0 +1,202 @@
+"""PHP (Composer) and Java (Maven) apps on a running platform: real builds, images and router.
+
+The test machines reach no Packagist and no Maven Central, so the apps have no outside
+dependencies: the Composer app only an autoloader, the Maven app only the JDK (its build plugins
+come from Debian's Maven repository in the build image).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.integration.platform import Platform
+from tests.integration.test_e2e_api import answers, deploy, log_of, new_app, tar_files
+
+pytestmark = pytest.mark.slow
+
+# ----------------------------------------------------------------------------- PHP
+
+PHP_APP = {
+    "composer.json": json.dumps(
+        {
+            "name": "slipway-tests/hello-php",
+            "require": {"php": ">=8.1"},
+            "autoload": {"psr-4": {"Hello\\": "src/"}},
+        }
+    ),
+    "src/Greeting.php": (
+        "<?php\nnamespace Hello;\n\nfinal class Greeting\n{\n"
+        "    public static function text(): string\n    {\n"
+        "        return (getenv('GREETING') ?: 'hello') . ' from php ' . PHP_VERSION;\n"
+        "    }\n}\n"
+    ),
+    "public/index.php": (
+        "<?php\nrequire __DIR__ . '/../vendor/autoload.php';\n"
+        "header('Content-Type: text/plain');\n"
+        "echo \\Hello\\Greeting::text(), ' at ', $_SERVER['REQUEST_URI'], \"\\n\";\n"
+    ),
+    "public/robots.txt": "User-agent: *\n",
+}
+
+
+def test_a_composer_app_is_served_by_php_fpm_behind_nginx(running_platform: Platform) -> None:
+    app = new_app(running_platform, "php")
+
+    done = deploy(running_platform, app, tar_files(PHP_APP))
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "succeeded", log
+    assert "Php app detected" in log or "PHP app detected" in log, log
+    assert "composer.json requires php >=8.1" in log
+    by_host = running_platform.http_get_app(app, "/")
+    assert by_host.status_code == 200, by_host.text
+    assert by_host.text.startswith("hello from php 8.2."), by_host.text
+    # A front controller: paths that are no file reach public/index.php; files are served as is.
+    routed = running_platform.http_get_app(app, "/some/route?x=1", by="path")
+    assert routed.status_code == 200 and routed.text.endswith("at /some/route?x=1\n"), routed.text
+    assert running_platform.http_get_app(app, "/robots.txt").text == "User-agent: *\n"
+    # Only public/ is served: the app's own files are not reachable.
+    assert running_platform.http_get_app(app, "/../composer.json").status_code in (400, 404)
+    assert running_platform.http_get_app(app, "/vendor/autoload.php").status_code == 404
+
+    changed = running_platform.api("PATCH", f"/apps/{app}/config", json={"GREETING": "howdy"})
+    assert changed.status_code == 200, changed.text
+    wait_until(answers(running_platform, app, "howdy from php 8.2."), 300, "config not in PHP")
+    running_platform.api("DELETE", f"/apps/{app}")
+
+
+def test_a_heroku_procfile_sets_the_php_document_root(running_platform: Platform) -> None:
+    app = new_app(running_platform, "php")
+    files = {
+        "composer.json": json.dumps({"require": {"php": "^8.2"}}),
+        "Procfile": "web: heroku-php-apache2 docroot/\n",
+        "docroot/index.php": "<?php echo 'docroot says ', PHP_MAJOR_VERSION, \"\\n\";\n",
+        "public/index.php": "<?php echo 'public is not the docroot';\n",
+    }
+
+    done = deploy(running_platform, app, tar_files(files))
+
+    assert done["state"] == "succeeded", log_of(running_platform, app, done["id"])
+    response = running_platform.http_get_app(app, "/")
+    assert response.status_code == 200 and response.text == "docroot says 8\n", response.text
+    running_platform.api("DELETE", f"/apps/{app}")
+
+
+def test_a_php_version_the_image_cannot_meet_fails_at_once(running_platform: Platform) -> None:
+    app = new_app(running_platform, "php")
+    files = {"composer.json": json.dumps({"require": {"php": "^7.4"}}), "index.php": "<?php\n"}
+
+    done = deploy(running_platform, app, tar_files(files))
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "failed", log
+    assert "error: composer.json requires php ^7.4, which PHP 8.2." in log, log
+    assert "Copying the source" not in log  # it failed before doing anything
+    running_platform.api("DELETE", f"/apps/{app}")
+
+
+# ----------------------------------------------------------------------------- Java
+
+POM = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>tests.slipway</groupId>
+  <artifactId>hello-java</artifactId>
+  <version>1.0</version>
+  <properties>
+    <maven.compiler.source>17</maven.compiler.source>
+    <maven.compiler.target>17</maven.compiler.target>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+  </properties>
+  <build>
+    <finalName>app</finalName>
+    <plugins>
+      <plugin>
+        <groupId>org.apache.maven.plugins</groupId>
+        <artifactId>maven-jar-plugin</artifactId>
+        <version>3.3.0</version>
+        <configuration>
+          <archive><manifest><mainClass>hello.Main</mainClass></manifest></archive>
+        </configuration>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"""
+
+MAIN = """\
+package hello;
+
+import com.sun.net.httpserver.HttpServer;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+
+public final class Main {
+    public static void main(String[] args) throws Exception {
+        int port = Integer.parseInt(System.getenv("PORT"));
+        HttpServer server = HttpServer.create(new InetSocketAddress(port), 0);
+        server.createContext("/", exchange -> {
+            String greeting = System.getenv().getOrDefault("GREETING", "hello");
+            byte[] body = (greeting + " from java " + Runtime.version().feature() + "\\n")
+                .getBytes(StandardCharsets.UTF_8);
+            exchange.sendResponseHeaders(200, body.length);
+            try (OutputStream out = exchange.getResponseBody()) {
+                out.write(body);
+            }
+        });
+        server.start();
+    }
+}
+"""
+
+
+def java_app(**extra: str) -> bytes:
+    return tar_files({"pom.xml": POM, "src/main/java/hello/Main.java": MAIN, **extra})
+
+
+def test_a_maven_app_builds_offline_and_answers(running_platform: Platform) -> None:
+    app = new_app(running_platform, "java")
+    source = java_app(
+        **{"system.properties": "java.runtime.version=17\n"},
+        Procfile="web: java -jar target/app.jar\n",
+    )
+
+    done = deploy(running_platform, app, source)
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "succeeded", log
+    assert "(system.properties asks for 17)" in log
+    assert "BUILD SUCCESS" in log
+    response = running_platform.http_get_app(app, "/")
+    assert response.status_code == 200 and response.text == "hello from java 17\n", response.text
+
+    # Maven's local repository is kept in the app's build cache; without a Procfile the one jar
+    # the build made is run.
+    again = deploy(running_platform, app, java_app())
+    again_log = log_of(running_platform, app, again["id"])
+    assert again["state"] == "succeeded", again_log
+    assert "(the default: no java.runtime.version in system.properties)" in again_log
+    cached = running_platform.settings.cache_dir / app / "m2" / "org/apache/maven/plugins"
+    assert (cached / "maven-jar-plugin" / "3.3.0").is_dir(), sorted(cached.iterdir())
+    wait_until(answers(running_platform, app, "hello from java 17"), 60, "v2 never answered")
+    running_platform.api("DELETE", f"/apps/{app}")
+
+
+def test_a_jdk_the_images_do_not_offer_fails_at_once(running_platform: Platform) -> None:
+    app = new_app(running_platform, "java")
+
+    done = deploy(
+        running_platform, app, java_app(**{"system.properties": "java.runtime.version=11\n"})
+    )
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "failed", log
+    assert "error: system.properties asks for Java 11, which this platform does not offer: " in log
+    assert "it offers Java 17" in log
+    assert "Building with Maven" not in log
+    running_platform.api("DELETE", f"/apps/{app}")
