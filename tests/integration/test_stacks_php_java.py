@@ -98,6 +98,33 @@ def test_a_php_version_the_image_cannot_meet_fails_at_once(running_platform: Pla
     running_platform.api("DELETE", f"/apps/{app}")
 
 
+def test_a_lock_that_needs_an_extension_the_image_lacks_names_it(
+    running_platform: Platform,
+) -> None:
+    app = new_app(running_platform, "php")
+    package = {
+        "name": "slipway-tests/needs-mongodb",
+        "version": "1.0.0",
+        "dist": {"type": "zip", "url": "https://example.invalid/needs-mongodb.zip"},
+        "require": {"ext-mongodb": "*"},
+        "type": "library",
+    }
+    lock = {"content-hash": "0", "packages": [package], "packages-dev": [], "aliases": []}
+    files = {
+        "composer.json": json.dumps({"require": {"slipway-tests/needs-mongodb": "^1.0"}}),
+        "composer.lock": json.dumps(lock),
+        "public/index.php": "<?php\n",
+    }
+
+    done = deploy(running_platform, app, tar_files(files))
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "failed", log
+    assert "error: composer install failed (exit code 2): slipway-tests/needs-mongodb 1.0.0 " in log
+    assert "requires ext-mongodb * -> it is missing from your system" in log
+    running_platform.api("DELETE", f"/apps/{app}")
+
+
 # ----------------------------------------------------------------------------- Java
 
 POM = """\
@@ -183,6 +210,22 @@ def test_a_maven_app_builds_offline_and_answers(running_platform: Platform) -> N
     assert "(the default: no java.runtime.version in system.properties)" in again_log
     cached = running_platform.settings.cache_dir / app / "m2" / "org/apache/maven/plugins"
     assert (cached / "maven-jar-plugin" / "3.3.0").is_dir(), sorted(cached.iterdir())
+
+    # A dependency no repository here has fails the build, naming the artifact and the
+    # repository's error; the running release keeps serving.
+    missing = "<dependencies><dependency><groupId>com.example.nowhere</groupId>"
+    missing += "<artifactId>missing-lib</artifactId><version>1.0</version></dependency>"
+    missing += "</dependencies>\n  <build>"
+    broken = tar_files(
+        {"pom.xml": POM.replace("<build>", missing, 1), "src/main/java/hello/Main.java": MAIN}
+    )
+    failed = deploy(running_platform, app, broken)
+    failed_log = log_of(running_platform, app, failed["id"])
+    assert failed["state"] == "failed", failed_log
+    [last] = [line for line in failed_log.splitlines() if line.startswith("error: ")]
+    assert last.startswith("error: the Maven build failed (exit code 1): Could not "), last
+    assert "com.example.nowhere:missing-lib:pom:1.0" in last and "central" in last, last
+    assert answers(running_platform, app, "hello from java 17")()
     wait_until(answers(running_platform, app, "hello from java 17"), 60, "v2 never answered")
     running_platform.api("DELETE", f"/apps/{app}")
 
