@@ -16,7 +16,7 @@ from slipway import beneath
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
-from slipway.services import appjson, archives, layout
+from slipway.services import appjson, archives, layout, python_versions
 from slipway.services.archives import human_size
 from slipway.services.errors import SlipwayError, TooLarge
 from slipway.services.instances import platform_labels
@@ -64,6 +64,8 @@ def build(
         found, marker = recognise(input_volume.path)  # Unrecognised: before any container
         stack = found.name
         log(f"-----> {stack.capitalize()} app detected ({marker})")
+        if stack == "python":
+            name_python(input_volume.path, log)
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
         _run(adapters, settings, spec, log)
         slug = adapters.artifacts.new_slug_path(app)
@@ -74,6 +76,12 @@ def build(
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+def name_python(source: Path, log: Log) -> None:
+    """Say which Python the app gets and why; PythonUnavailable (before any container) else."""
+    choice = python_versions.choose(source)
+    log(f"-----> Python {choice.offered.version} ({choice.reason})")
 
 
 def unpack_source(settings: Settings, source: Path, volume: Volume) -> None:
