@@ -27,6 +27,7 @@ GREETINGS = {
     "static": ("public/index.html", "hello from a static site"),
     "node": ("build.js", "hello from a built node app"),
     "python": ("wsgi.py", "hello from flask"),
+    "java": ("src/main/java/hello/Main.java", "from java"),
 }
 POLL = 0.02  # seconds between probes while a deploy runs
 DEPLOY_TIMEOUT = 300.0
