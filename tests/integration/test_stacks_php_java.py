@@ -169,8 +169,10 @@ public final class Main {
         HttpServer server = HttpServer.create(new InetSocketAddress(port), 0);
         server.createContext("/", exchange -> {
             String greeting = System.getenv().getOrDefault("GREETING", "hello");
-            byte[] body = (greeting + " from java " + Runtime.version().feature() + "\\n")
-                .getBytes(StandardCharsets.UTF_8);
+            String text = exchange.getRequestURI().getPath().equals("/heap")
+                ? (Runtime.getRuntime().maxMemory() >> 20) + " MB\\n"
+                : greeting + " from java " + Runtime.version().feature() + "\\n";
+            byte[] body = text.getBytes(StandardCharsets.UTF_8);
             exchange.sendResponseHeaders(200, body.length);
             try (OutputStream out = exchange.getResponseBody()) {
                 out.write(body);
@@ -201,6 +203,9 @@ def test_a_maven_app_builds_offline_and_answers(running_platform: Platform) -> N
     assert "BUILD SUCCESS" in log
     response = running_platform.http_get_app(app, "/")
     assert response.status_code == 200 and response.text == "hello from java 17\n", response.text
+    # The heap is three quarters of the instance's 512 MB (the JVM alone would take a quarter).
+    heap = running_platform.http_get_app(app, "/heap").text
+    assert 300 <= int(heap.split()[0]) <= 384, heap
 
     # Maven's local repository is kept in the app's build cache; without a Procfile the one jar
     # the build made is run.
