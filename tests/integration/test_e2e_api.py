@@ -279,13 +279,16 @@ def test_an_instance_restarted_by_docker_is_routed_again(
     before = running_platform.api("GET", f"/apps/{served_app}").json()["instances"][0]["port"]
     container.restart(timeout=2)
 
-    # The reconciler (every 30 s here) records the new port and rewrites the router.
-    wait_until(answers(running_platform, served_app, "hello from v1"), 120, "not routed again")
-    [shown] = running_platform.api("GET", f"/apps/{served_app}").json()["instances"]
-    container.reload()
-    published = container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
-    assert shown["state"] == "live"
-    assert shown["port"] == int(published)
+    def recorded() -> bool:
+        # The reconciler (every 30 s here) records the new port and rewrites the router. The
+        # router answering is not enough: the old port may meanwhile serve another container.
+        container.reload()
+        published = container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
+        [shown] = running_platform.api("GET", f"/apps/{served_app}").json()["instances"]
+        return shown["state"] == "live" and shown["port"] == int(published)
+
+    wait_until(recorded, 120, "the new port is not recorded")
+    wait_until(answers(running_platform, served_app, "hello from v1"), 30, "not routed again")
     assert before is not None
 
 
