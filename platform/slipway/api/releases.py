@@ -16,6 +16,7 @@ def release_view(release: Release, current_id: int | None) -> dict[str, Any]:
     return {
         "version": release.version,
         "stack": release.stack,
+        "node_version": release.node_version or None,  # None: the image's own (older releases)
         "description": release.description,
         "process_types": release.process_types,
         "config": release.config,

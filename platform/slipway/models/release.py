@@ -26,6 +26,8 @@ class Release(Base):
     version: Mapped[int]
     slug_path: Mapped[str] = mapped_column(String(1024))
     stack: Mapped[str] = mapped_column(String(32))
+    # The Node.js release a node app was built on, mounted into its containers ("": the image's).
+    node_version: Mapped[str] = mapped_column(String(32), default="", server_default="")
     # Plain JSON (not mutable): a release never changes once written.
     config: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     process_types: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

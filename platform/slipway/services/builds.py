@@ -20,6 +20,7 @@ from slipway.services import appjson, archives, layout, python_versions
 from slipway.services.archives import human_size
 from slipway.services.errors import SlipwayError, TooLarge
 from slipway.services.instances import platform_labels
+from slipway.services.runtimes import node
 from slipway.services.stacks import build_image, recognise
 from slipway.services.untar import NoSpace
 from slipway.volumes.base import Volume
@@ -39,6 +40,7 @@ class BuildOutput:
     stack: str
     process_types: dict[str, str]
     app_json: appjson.AppJson
+    node_version: str = ""  # the Node.js release of a node app ("" before releases had one)
 
 
 def build_volume_names(deploy_id: int) -> tuple[str, str]:
@@ -66,16 +68,31 @@ def build(
         log(f"-----> {stack.capitalize()} app detected ({marker})")
         if stack == "python":
             name_python(input_volume.path, log)
+        node_version = ""
+        if stack == "node":  # the registry's answer comes before any container starts
+            node_version = provide_node(adapters, settings, input_volume.path, log)
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
+        if node_version:
+            spec.mounts.append(node.mount(settings, node_version))
+            spec.env |= node.build_env(node_version)
         _run(adapters, settings, spec, log)
         slug = adapters.artifacts.new_slug_path(app)
         log("-----> Packing the slug")
         layout.pack_slug(output_volume.path, slug)
         log(f"       {slug.stat().st_size / 1024**2:.1f} MB")
-        return BuildOutput(slug, stack, process_types, app_json)
+        return BuildOutput(slug, stack, process_types, app_json, node_version)
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+def provide_node(adapters: Adapters, settings: Settings, source: Path, log: Log) -> str:
+    """The Node.js release the source asks for, on the host (fetched the first time)."""
+    registry = adapters.node_releases or node.Registry(settings.npm_registry, settings.ca_bundle)
+    try:
+        return node.provide(settings, registry, source, log).name
+    except node.NodeUnavailable as exc:
+        raise BuildFailed(str(exc)) from exc
 
 
 def name_python(source: Path, log: Log) -> None:

@@ -284,6 +284,7 @@ def _pipeline(
         app,
         slug_path=str(output.slug_path),
         stack=output.stack,
+        node_version=output.node_version,
         config=config,
         process_types=output.process_types,
         description=_describe(deploy),
@@ -320,7 +321,12 @@ def _release_phase(
         return
     app = deploy.app
     target = releases.PhaseTarget(
-        app, releases.next_version(session, app), output.stack, output.slug_path, config
+        app,
+        releases.next_version(session, app),
+        output.stack,
+        output.slug_path,
+        config,
+        output.node_version,
     )
     labels = {builds.LABEL_DEPLOY: str(deploy.id)}  # the reconciler stops it if we die
     session.commit()  # end the read: a snapshot held through the phase cannot write after it
@@ -332,7 +338,12 @@ def _postdeploy(
 ) -> None:
     """app.json's postdeploy, once after the first deploy; a failure is only a warning."""
     target = releases.PhaseTarget(
-        app, release.version, release.stack, Path(release.slug_path), dict(release.config)
+        app,
+        release.version,
+        release.stack,
+        Path(release.slug_path),
+        dict(release.config),
+        release.node_version,
     )
     phase = releases.Phase("postdeploy", ["bash", "-c", command])
     try:
@@ -493,7 +504,12 @@ def _roll_new_release(
     """
     phases = releases.release_phases(release.process_types, None)
     target = releases.PhaseTarget(
-        app, release.version, release.stack, Path(release.slug_path), dict(release.config)
+        app,
+        release.version,
+        release.stack,
+        Path(release.slug_path),
+        dict(release.config),
+        release.node_version,
     )
     session.commit()  # end the read: a snapshot held through the phase cannot write after it
     try:

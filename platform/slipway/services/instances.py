@@ -40,6 +40,7 @@ from slipway.services.archives import PROCESS_TYPE, RELEASE_TYPE
 from slipway.services.errors import Invalid, SlipwayError
 from slipway.services.logs import LogSource, keep_logs, read_tail
 from slipway.services.routing import routes_from_db
+from slipway.services.runtimes import node
 from slipway.services.stacks import run_image
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ def launch(
         f"{instance.process_type}.{instance.index}",
         instance.process_type,
     )
+    mounts = []
+    if release.node_version:
+        mounts.append(node.mount(settings, release.node_version))
+        env["PATH"] = node.path()
     volume = adapters.volumes.get(instance.volume_name)
     if volume is not None and made_for_another_uid(volume.path):
         # Its mop had an earlier uid and this container's could not write it: start afresh,
@@ -131,7 +136,7 @@ def launch(
     spec = InstanceSpec(
         image=run_image(settings, release.stack),
         name=instance.container_name,
-        mounts=[Mount(volume.path, layout.RUN_ROOT)],
+        mounts=[Mount(volume.path, layout.RUN_ROOT), *mounts],
         env=env,
         limits=Limits(memory=app.memory, pids=settings.instance_pids),
         port=layout.APP_PORT,

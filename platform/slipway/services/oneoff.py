@@ -34,6 +34,7 @@ from slipway.runtime.base import (
 from slipway.services import layout
 from slipway.services.errors import Conflict, Invalid, Unavailable
 from slipway.services.instances import platform_labels
+from slipway.services.runtimes import node
 from slipway.services.stacks import run_image
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class RunPlan:
     memory: int
     command: list[str]
     name: str  # of the container and, with VOLUME_PREFIX, of the volume
+    node_version: str = ""  # the release's Node.js, mounted at node.HOME ("": the image's)
 
     @property
     def volume_name(self) -> str:
@@ -108,6 +110,7 @@ def plan_run(app: App, command: object) -> RunPlan:
         app.memory,
         args,
         name,
+        release.node_version,
     )
 
 
@@ -118,10 +121,14 @@ def describe(plan: RunPlan) -> str:
 def run_spec(settings: Settings, plan: RunPlan, volume_path: Path) -> BuildSpec:
     env = layout.run_env(plan.config, plan.app, "run.1", KIND) | {"PATH": RUN_PATH}
     env.pop("PORT", None)  # nothing listens for traffic in a one-off container
+    mounts = [Mount(volume_path, layout.RUN_ROOT)]
+    if plan.node_version:
+        mounts.append(node.mount(settings, plan.node_version))
+        env["PATH"] = node.path(RUN_PATH.split(":")[:2])
     return BuildSpec(
         image=run_image(settings, plan.stack),
         name=plan.name,
-        mounts=[Mount(volume_path, layout.RUN_ROOT)],
+        mounts=mounts,
         env=env,
         limits=Limits(memory=plan.memory, pids=settings.instance_pids),
         timeout=settings.run_timeout,

@@ -57,6 +57,7 @@ def create_release(
     description: str,
     health_checks: list[dict[str, Any]] | None = None,
     deploy_id: int | None = None,
+    node_version: str = "",
 ) -> Release:
     """Write release v(N+1) of the app; the caller decides when instances move onto it."""
     release = Release(
@@ -64,6 +65,7 @@ def create_release(
         version=next_version(session, app),
         slug_path=slug_path,
         stack=stack,
+        node_version=node_version,
         config=dict(config),
         process_types=dict(process_types),
         health_checks=list(health_checks or []),
@@ -102,6 +104,7 @@ def rollback(session: Session, app: App, version: object) -> Release:
         app,
         slug_path=target.slug_path,
         stack=target.stack,
+        node_version=target.node_version,
         config=target.config,
         process_types=target.process_types,
         health_checks=target.health_checks,
@@ -131,6 +134,7 @@ def change_config(session: Session, app: App, changes: object) -> Release | None
         app,
         slug_path=current.slug_path,
         stack=current.stack,
+        node_version=current.node_version,
         config=config,
         process_types=current.process_types,
         health_checks=current.health_checks,
@@ -175,6 +179,7 @@ class PhaseTarget:
     stack: str
     slug_path: Path
     config: dict[str, str]
+    node_version: str = ""
 
 
 def release_phases(process_types: dict[str, str], predeploy: str | None) -> list[Phase]:
@@ -249,6 +254,7 @@ def _phase_plan(target: PhaseTarget, phase: Phase) -> oneoff.RunPlan:
         target.app.memory,
         list(phase.command),
         name,
+        target.node_version,
     )
 
 

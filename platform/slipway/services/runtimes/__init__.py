@@ -1,0 +1,1 @@
+"""Language runtimes the platform provides itself, outside the images (Node.js releases)."""
