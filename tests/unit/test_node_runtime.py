@@ -312,3 +312,17 @@ def test_containers_get_the_release_read_only_and_its_bin_first(settings: Settin
     assert node.path(["/mnt/app/node_modules/.bin"]).startswith(
         "/mnt/app/node_modules/.bin:/opt/node/bin:"
     )
+
+
+def test_ensure_fetches_a_release_only_when_the_host_lacks_it(
+    settings: Settings, registry: tuple[node.Registry, FakeRegistryState]
+) -> None:
+    client, state = registry
+    publish(state, "22.12.0")
+    node.ensure(settings, client, "22.12.0")  # a new host: fetched and verified
+    assert (node.release_dir(settings, "22.12.0") / "bin" / "node").is_file()
+    state.requests.clear()
+    node.ensure(settings, client, "22.12.0")
+    assert state.requests == []
+    with pytest.raises(node.NodeUnavailable, match=r"Node.js 21.0.0 is no longer published"):
+        node.ensure(settings, client, "21.0.0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,6 +224,12 @@ def test_a_node_app_runs_on_the_release_it_asks_for_and_keeps_it(
     assert changed is not None and changed.node_version == "22.12.0"
     assert isinstance(adapters.node_releases, FakeNodeReleases)
     assert adapters.node_releases.downloads == ["22.12.0"]
+    # A host that lost it (a data dir restored without its runtimes) fetches it once more.
+    shutil.rmtree(settings.data_dir / "runtimes")
+    instances.roll(session, adapters, settings, app, changed, lambda _: None)
+    assert adapters.node_releases.downloads == ["22.12.0", "22.12.0"]
+    assert home in runtime(adapters).started[-1].mounts
+    assert (settings.data_dir / "runtimes" / "node" / "22.12.0" / "bin" / "node").is_file()
 
 
 def test_a_node_range_no_release_satisfies_fails_before_any_container(

@@ -88,7 +88,7 @@ def build(
 
 def provide_node(adapters: Adapters, settings: Settings, source: Path, log: Log) -> str:
     """The Node.js release the source asks for, on the host (fetched the first time)."""
-    registry = adapters.node_releases or node.Registry(settings.npm_registry, settings.ca_bundle)
+    registry = node.registry_of(settings, adapters.node_releases)
     try:
         return node.provide(settings, registry, source, log).name
     except node.NodeUnavailable as exc:

@@ -120,6 +120,8 @@ def launch(
     )
     mounts = []
     if release.node_version:
+        registry = node.registry_of(settings, adapters.node_releases)
+        node.ensure(settings, registry, release.node_version)  # a new host fetches it once
         mounts.append(node.mount(settings, release.node_version))
         env["PATH"] = node.path()
     volume = adapters.volumes.get(instance.volume_name)

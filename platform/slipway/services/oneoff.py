@@ -149,6 +149,9 @@ def execute(
             (volume.path / "lost+found").rmdir()
         env = layout.run_env(plan.config, plan.app, "run.1", KIND)
         layout.prepare_instance_volume(volume.path, plan.slug_path, KIND, env)
+        if plan.node_version:
+            registry = node.registry_of(settings, adapters.node_releases)
+            node.ensure(settings, registry, plan.node_version)
         result = adapters.runtime.run_build(run_spec(settings, plan, volume.path), on_line)
     except RuntimeUnavailable as exc:
         raise Unavailable(str(exc)) from exc

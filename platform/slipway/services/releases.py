@@ -27,6 +27,7 @@ from slipway.models import App, Release
 from slipway.services import config_vars, layout, oneoff
 from slipway.services.archives import RELEASE_TYPE
 from slipway.services.errors import Invalid, NotFound, SlipwayError
+from slipway.services.runtimes import node
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,9 @@ def run_phase(
             (volume.path / "lost+found").rmdir()
         env = layout.run_env(plan.config, plan.app, f"{phase.name}.1", phase.name)
         layout.prepare_instance_volume(volume.path, plan.slug_path, phase.name, env)
+        if plan.node_version:
+            registry = node.registry_of(settings, adapters.node_releases)
+            node.ensure(settings, registry, plan.node_version)
         spec = oneoff.run_spec(settings, plan, volume.path)
         spec.env |= {"SLIPWAY_INSTANCE": f"{phase.name}.1", "SLIPWAY_PROCESS_TYPE": phase.name}
         spec.timeout = settings.release_timeout

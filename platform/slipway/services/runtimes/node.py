@@ -212,6 +212,23 @@ def provide(settings: Settings, registry: NodeReleases, source: Path, log: Log) 
     return choice
 
 
+def ensure(settings: Settings, registry: NodeReleases, version: str) -> None:
+    """Make sure the host has a release a release row names: fetched only if it is missing
+    (a new host, a data dir restored without its runtimes), verified as on a build."""
+    if (release_dir(settings, version) / "bin" / "node").is_file():
+        return
+    parsed = semver.parse_version(version)
+    dist = registry.releases().get(parsed) if parsed else None
+    if dist is None:
+        raise NodeUnavailable(f"Node.js {version} is no longer published on the npm registry.")
+    fetch(settings, registry, version, dist)
+
+
+def registry_of(settings: Settings, configured: NodeReleases | None) -> NodeReleases:
+    """The adapters' registry; the npm registry of the settings when they name none."""
+    return configured or Registry(settings.npm_registry, settings.ca_bundle)
+
+
 def fetch(settings: Settings, registry: NodeReleases, version: str, dist: Dist) -> Path:
     """Download, verify and unpack one release into the cache; its directory.
 
