@@ -39,6 +39,12 @@ PHP_APP = {
         "echo \\Hello\\Greeting::text(), ' at ', $_SERVER['REQUEST_URI'], \"\\n\";\n"
     ),
     "public/robots.txt": "User-agent: *\n",
+    "public/extensions.php": (
+        "<?php\n$pdo = new PDO('sqlite::memory:');\n"
+        "echo implode(',', PDO::getAvailableDrivers()), ' ',"
+        " $pdo->query('select 6*7')->fetchColumn(), ' ',"
+        " extension_loaded('intl') ? 'intl' : '-', \"\\n\";\n"
+    ),
 }
 
 
@@ -58,6 +64,10 @@ def test_a_composer_app_is_served_by_php_fpm_behind_nginx(running_platform: Plat
     routed = running_platform.http_get_app(app, "/some/route?x=1", by="path")
     assert routed.status_code == 200 and routed.text.endswith("at /some/route?x=1\n"), routed.text
     assert running_platform.http_get_app(app, "/robots.txt").text == "User-agent: *\n"
+    # The extensions apps commonly need: PDO for MySQL, PostgreSQL and SQLite, and intl.
+    assert (
+        running_platform.http_get_app(app, "/extensions.php").text == "mysql,pgsql,sqlite 42 intl\n"
+    )
     # Only public/ is served: the app's own files are not reachable.
     assert running_platform.http_get_app(app, "/../composer.json").status_code in (400, 404)
     assert running_platform.http_get_app(app, "/vendor/autoload.php").status_code == 404
