@@ -2,13 +2,17 @@
 # Make the Slipway base rootfs: Debian bookworm (debootstrap minbase) + tini + ca-certificates,
 # the unprivileged user mop (home /mnt/home), trimmed of docs and apt lists.
 #   build-rootfs.sh OUT.tar UID
+# SLIPWAY_SUITE names another suite (trixie, forky): the base-<suite> folders set it.
 # UID is mop's uid and gid: the platform's setting SLIPWAY_APP_UID, a number no host account uses.
 # The tarball is imported by `slipway server images build` (no registry needed). Needs root.
 set -euo pipefail
 
 out=${1:?usage: build-rootfs.sh OUT.tar UID}
 uid=${2:?usage: build-rootfs.sh OUT.tar UID}
-suite=bookworm
+suite=${SLIPWAY_SUITE:-bookworm}
+# This debootstrap may be older than the suite: testing (forky) bootstraps as sid does.
+script=/usr/share/debootstrap/scripts/$suite
+[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
 
 step() { echo "-----> $*"; }
 fail() { echo "error: $*" >&2; exit 1; }
@@ -16,6 +20,7 @@ fail() { echo "error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "building the base rootfs needs root (debootstrap and chroot)"
 command -v debootstrap >/dev/null || fail "debootstrap is not installed (apt-get install debootstrap)"
 [[ $uid =~ ^[1-9][0-9]*$ ]] || fail "mop's uid must be a positive number, not '$uid'"
+[[ $suite =~ ^[a-z]+$ ]] || fail "not a Debian suite: '$suite'"
 
 # The host's own Debian mirrors, so the image uses whatever the host is configured to reach.
 host_uris() {
@@ -37,20 +42,27 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 
 step "debootstrap $suite (minbase) from $mirror"
-debootstrap --variant=minbase --include=tini,ca-certificates "$suite" "$root" "$mirror" \
+debootstrap --variant=minbase --include=tini,ca-certificates "$suite" "$root" "$mirror" "$script" \
   > "$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log"; fail "debootstrap failed"; }
 
 step "Configuring apt and dpkg"
+testing=$([ "$(basename "$script")" = sid ] && echo yes || echo no)
 {
   echo "deb $mirror $suite main"
-  echo "deb $mirror $suite-updates main"
-  if [ -n "$security" ]; then echo "deb $security $suite-security main"; fi
+  if [ "$testing" = no ]; then
+    echo "deb $mirror $suite-updates main"
+    if [ -n "$security" ]; then echo "deb $security $suite-security main"; fi
+  fi
 } > "$root/etc/apt/sources.list"
 cat > "$root/etc/apt/apt.conf.d/90slipway" <<'CONF'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Languages "none";
 CONF
+# A testing suite's Release file is valid for a week only: a mirror that lags must still do.
+if [ "$testing" = yes ]; then
+  echo 'Acquire::Check-Valid-Until "false";' >> "$root/etc/apt/apt.conf.d/90slipway"
+fi
 cat > "$root/etc/dpkg/dpkg.cfg.d/90slipway-nodoc" <<'CONF'
 path-exclude=/usr/share/doc/*
 path-include=/usr/share/doc/*/copyright

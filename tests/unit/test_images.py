@@ -36,20 +36,27 @@ def test_the_real_tree_has_the_standard_shape() -> None:
     parents = {name: image.parent for name, image in tree.items()}
     assert parents == {
         "base": None,
+        "base-forky": None,
+        "base-trixie": None,
         "build-base": "base",
         "build-java": "build-base",
         "build-node": "build-base",
         "build-php": "build-base",
         "build-python": "build-base",
+        "build-python-3.13": "base-trixie",
+        "build-python-3.14": "base-forky",
         "build-static": "build-base",
         "run-base": "base",
         "run-java": "run-base",
         "run-node": "run-base",
         "run-php": "run-base",
         "run-python": "run-base",
+        "run-python-3.13": "base-trixie",
+        "run-python-3.14": "base-forky",
         "run-static": "run-base",
     }
     assert tree["run-base"].extra_files == ("navi/navi.py",)
+    assert tree["base-trixie"].extra_files == ("images/base/build-rootfs.sh",)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +72,14 @@ def test_every_build_image_ships_an_executable_build(folder: str) -> None:
 )
 def test_every_run_image_ships_an_executable_start(folder: str) -> None:
     assert (IMAGES / folder / "bin" / "start").stat().st_mode & 0o111
+
+
+def test_every_folder_with_a_rootfs_script_is_a_root(tmp_path: Path) -> None:
+    images = {"base": None, "base-trixie": None, "run-python-3.13": "base-trixie"}
+    tree = read_tree(_tree(tmp_path, images))
+    assert {name: image.parent for name, image in tree.items()} == images
+    order = build_order(tree, ["run-python-3.13"])
+    assert [i.name for i in order] == ["base-trixie", "run-python-3.13"]
 
 
 def test_naming_one_image_brings_its_ancestors_first(tmp_path: Path) -> None:

@@ -9,26 +9,30 @@ import pytest
 
 from slipway.services.python_versions import Offered, PythonUnavailable, choose
 
-OFFERED = (Offered("3.14.0", "forky"), Offered("3.13.5", "trixie"), Offered("3.11.2", "bookworm"))
+OFFERED = (
+    Offered("3.14", "forky", "python-3.14"),
+    Offered("3.13", "trixie", "python-3.13"),
+    Offered("3.11", "bookworm", "python"),
+)
 
 
 def asked(root: Path, name: str, text: str) -> tuple[str, str]:
     (root / name).write_text(text)
     choice = choose(root, OFFERED)
-    return choice.offered.version, choice.reason
+    return choice.offered.line, choice.reason
 
 
 def test_python_version_skips_comments_and_blank_lines_as_pyenv_and_uv_do(tmp_path: Path) -> None:
     text = "# The version of Python this app runs on\n\n3.13\n"
     assert asked(tmp_path, ".python-version", text) == (
-        "3.13.5",
+        "3.13",
         ".python-version asks for 3.13",
     )
 
 
 @pytest.mark.parametrize(
     ("text", "version"),
-    [("3.11\n", "3.11.2"), ("3.13.5", "3.13.5"), ("  3.14 \n3.11\n", "3.14.0"), ("3", None)],
+    [("3.11\n", "3.11"), ("3.13.5", "3.13"), ("  3.14 \n3.11\n", "3.14"), ("3", None)],
 )
 def test_python_version_lines(tmp_path: Path, text: str, version: str | None) -> None:
     if version is None:
@@ -38,33 +42,37 @@ def test_python_version_lines(tmp_path: Path, text: str, version: str | None) ->
         assert asked(tmp_path, ".python-version", text)[0] == version
 
 
-def test_runtime_txt_comes_next(tmp_path: Path) -> None:
-    assert asked(tmp_path, "runtime.txt", "python-3.11.2\n") == (
-        "3.11.2",
-        "runtime.txt asks for 3.11.2",
+def test_a_patch_release_is_met_by_debians_release_of_its_line(tmp_path: Path) -> None:
+    assert asked(tmp_path, "runtime.txt", "python-3.13.2\n") == (
+        "3.13",
+        "runtime.txt asks for 3.13.2; Debian's 3.13 here",
     )
+
+
+def test_runtime_txt_comes_next(tmp_path: Path) -> None:
+    assert asked(tmp_path, "runtime.txt", "python-3.11\n") == ("3.11", "runtime.txt asks for 3.11")
     (tmp_path / ".python-version").write_text("# only a comment\n")
-    assert choose(tmp_path, OFFERED).reason == "runtime.txt asks for 3.11.2"
+    assert choose(tmp_path, OFFERED).reason == "runtime.txt asks for 3.11"
 
 
 def test_requires_python_picks_the_newest_that_meets_it(tmp_path: Path) -> None:
     project = '[project]\nname = "x"\nrequires-python = ">=3.11,<3.14"\n'
     assert asked(tmp_path, "pyproject.toml", project) == (
-        "3.13.5",
+        "3.13",
         "requires-python >=3.11,<3.14 in pyproject.toml",
     )
     assert asked(tmp_path, "pyproject.toml", '[project]\nrequires-python = "~=3.11.0"\n')[0] == (
-        "3.11.2"
+        "3.11"
     )
     assert asked(tmp_path, "pyproject.toml", '[project]\nrequires-python = "==3.13.*"\n')[0] == (
-        "3.13.5"
+        "3.13"
     )
 
 
-def test_nothing_asked_is_the_newest_offered(tmp_path: Path) -> None:
+def test_nothing_asked_keeps_the_python_apps_had_before(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("flask\n")
     choice = choose(tmp_path, OFFERED)
-    assert choice.offered.version == "3.14.0"
+    assert (choice.offered.line, choice.offered.variant) == ("3.11", "python")
     assert choice.reason == "no .python-version, runtime.txt or requires-python"
 
 
@@ -74,7 +82,7 @@ def test_a_version_not_offered_says_what_is(tmp_path: Path) -> None:
         choose(tmp_path, OFFERED)
     assert str(missed.value) == (
         ".python-version asks for Python 3.12, which Slipway does not offer: it offers "
-        "Python 3.14.0, Python 3.13.5, Python 3.11.2 (change .python-version)."
+        "Python 3.14, Python 3.13, Python 3.11 (change .python-version)."
     )
     (tmp_path / ".python-version").unlink()
     (tmp_path / "pyproject.toml").write_text('[project]\nrequires-python = ">=3.15"\n')

@@ -1,9 +1,10 @@
 """Build the tree of images under ``images/`` with the Docker SDK: no registry, no CLI, no BuildKit.
 
 Each folder is one image, ``<prefix><folder>``. ``base`` is special: its ``build-rootfs.sh`` makes
-a Debian rootfs tarball that is imported with the instructions listed in ``base/changes``. Every
-other folder has a Dockerfile whose ``FROM slipway/<parent>`` names its parent. A folder may list
-files from elsewhere in the repository in ``extra-files`` (one path per line, relative to the
+a Debian rootfs tarball that is imported with the instructions listed in ``base/changes``; so is
+any other folder with a ``build-rootfs.sh`` (``base-trixie``: the same rootfs of another suite).
+Every other folder has a Dockerfile whose ``FROM slipway/<parent>`` names its parent. A folder may
+list files from elsewhere in the repository in ``extra-files`` (one path per line, relative to the
 repository root); they are copied into the build context at the same relative path.
 
 Every image is tagged ``:latest`` and with a *content tag*: a hash of its folder, its extra
@@ -77,10 +78,12 @@ def read_tree(images_dir: Path) -> dict[str, ImageDef]:
         raise ImageBuildError(f"the images directory {images_dir} does not exist")
     tree: dict[str, ImageDef] = {}
     for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
-        if folder.name == BASE:
+        # A root image (base, and one base-<suite> per other Debian suite) is a rootfs its
+        # build-rootfs.sh makes; every other image stands on one.
+        if folder.name == BASE or (folder / "build-rootfs.sh").is_file():
             if not (folder / "build-rootfs.sh").is_file():
                 raise ImageBuildError(f"{folder}/build-rootfs.sh is missing")
-            tree[BASE] = ImageDef(BASE, folder, None, _extra_files(folder))
+            tree[folder.name] = ImageDef(folder.name, folder, None, _extra_files(folder))
             continue
         dockerfile = folder / "Dockerfile"
         if not dockerfile.is_file():
@@ -269,7 +272,7 @@ class ImageBuilder:
                 _show(line, say, verbose)
         if proc.returncode != 0:
             raise ImageBuildError(
-                f"base: {script.name} failed (exit code {proc.returncode}): "
+                f"{script.parent.name}: {script.name} failed (exit code {proc.returncode}): "
                 f"{tail[-1] if tail else 'no output'}"
             )
 

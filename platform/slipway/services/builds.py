@@ -67,7 +67,7 @@ def build(
         stack = found.name
         log(f"-----> {stack.capitalize()} app detected ({marker})")
         if stack == "python":
-            name_python(input_volume.path, log)
+            stack = choose_python(input_volume.path, log)
         node_version = ""
         if stack == "node":  # the registry's answer comes before any container starts
             node_version = provide_node(adapters, settings, input_volume.path, log)
@@ -95,10 +95,12 @@ def provide_node(adapters: Adapters, settings: Settings, source: Path, log: Log)
         raise BuildFailed(str(exc)) from exc
 
 
-def name_python(source: Path, log: Log) -> None:
-    """Say which Python the app gets and why; PythonUnavailable (before any container) else."""
+def choose_python(source: Path, log: Log) -> str:
+    """The images' variant of the Python the app gets ("python-3.13"), said in the log, and
+    why; PythonUnavailable (before any container) when no image offers it."""
     choice = python_versions.choose(source)
-    log(f"-----> Python {choice.offered.version} ({choice.reason})")
+    log(f"-----> Python {choice.offered.line} ({choice.reason})")
+    return choice.offered.variant
 
 
 def unpack_source(settings: Settings, source: Path, volume: Volume) -> None:

@@ -22,12 +22,20 @@ MAX_FILE = 64 * 1024  # a version file larger than this is not one
 
 @dataclass(frozen=True)
 class Offered:
-    version: str  # the interpreter's full version, e.g. "3.11.2"
+    line: str  # "3.13": the patch release is the suite's python3 of the day (the build says it)
     suite: str  # the Debian suite whose python3 it is
+    variant: str  # the images are build-<variant> and run-<variant>; a release's stack
 
 
-# Newest first. A version here is the python3 of a Debian suite that an image is built on.
-OFFERED: tuple[Offered, ...] = (Offered("3.11.2", "bookworm"),)
+# Newest first. A line here is the python3 of the Debian suite its images are built on.
+OFFERED: tuple[Offered, ...] = (
+    Offered("3.14", "forky", "python-3.14"),
+    Offered("3.13", "trixie", "python-3.13"),
+    Offered("3.11", "bookworm", "python"),
+)
+# An app that names no version gets the Python every app got before there was a choice, so a
+# redeploy never moves it to another interpreter unasked.
+DEFAULT_VARIANT = "python"
 
 
 class PythonUnavailable(SlipwayError):
@@ -47,12 +55,16 @@ def choose(source: Path, offered: tuple[Offered, ...] = OFFERED) -> Choice:
         if asked is None:
             specifier = _requires_python(root)
             if specifier is None:
-                return Choice(offered[0], "no .python-version, runtime.txt or requires-python")
+                default = next((o for o in offered if o.variant == DEFAULT_VARIANT), offered[0])
+                return Choice(default, "no .python-version, runtime.txt or requires-python")
             return _satisfying(specifier, offered)
     where, wanted = asked
     for candidate in offered:
-        if _parts(candidate.version)[: len(_parts(wanted))] == _parts(wanted):
+        if _parts(candidate.line) == _parts(wanted):
             return Choice(candidate, f"{where} asks for {wanted}")
+    for candidate in offered:  # 3.13.2 asked: Debian's patch release of the 3.13 line is it
+        if _parts(candidate.line) == _parts(wanted)[:2]:
+            return Choice(candidate, f"{where} asks for {wanted}; Debian's {candidate.line} here")
     raise PythonUnavailable(
         f"{where} asks for Python {wanted}, which Slipway does not offer: it offers "
         f"{_offered_list(offered)} (change {where})."
@@ -100,8 +112,8 @@ def _requires_python(root: int) -> str | None:
 
 
 def _satisfying(specifier: str, offered: tuple[Offered, ...]) -> Choice:
-    for candidate in offered:
-        if _satisfies(candidate.version, specifier):
+    for candidate in offered:  # the line's own x.y.0 stands for it: >=3.13.2 is not met by 3.13
+        if _satisfies(candidate.line, specifier):
             return Choice(candidate, f"requires-python {specifier} in pyproject.toml")
     raise PythonUnavailable(
         f"pyproject.toml has requires-python {specifier}, which no Python Slipway offers "
@@ -133,7 +145,8 @@ def _meets(have: list[int], op: str, want: list[int], wildcard: bool) -> bool:
     if op in ("==", "===", "!=") and wildcard:
         same = have[: len(want)] == want
         return same if op != "!=" else not same
-    padded = want + [0] * (len(have) - len(want))
+    size = max(len(have), len(want))
+    have, padded = have + [0] * (size - len(have)), want + [0] * (size - len(want))
     if op == "~=":
         return have >= padded and have[: len(want) - 1] == want[:-1]
     return {
@@ -152,7 +165,7 @@ def _parts(version: str) -> list[int]:
 
 
 def _offered_list(offered: tuple[Offered, ...]) -> str:
-    return ", ".join(f"Python {o.version}" for o in offered)
+    return ", ".join(f"Python {o.line}" for o in offered)
 
 
 def _read(root: int, name: str) -> str | None:
