@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -235,6 +236,24 @@ def test_a_switch_keeps_every_keep_alive_connection_and_does_not_reload(
     assert seen_before == {"blue", "green"}
     assert after == {"blue"}  # the last switch (i = 5) went to blue
     assert router.worker_pids() == workers  # the same workers: nginx was never reloaded
+
+
+def test_routes_come_back_when_the_nat_table_was_emptied(router: NginxRouter, upstream) -> None:
+    """A host restart empties the kernel's NAT table: the next start writes the chain again."""
+    port = upstream("back")
+    router.apply([Route("hello", [port])])
+    assert router.nat is not None
+    nat = router.nat
+    hook = ["OUTPUT", "-d", nat.network, "-p", "tcp", "-j", nat.chain]
+    for args in (["-D", *hook], ["-F", nat.chain], ["-X", nat.chain]):  # a restart's empty table
+        subprocess.run(["iptables", "-w", "-t", "nat", *args], check=True, capture_output=True)
+    assert nat.rules_file.exists()  # the platform's own record still says the rules are there
+    router.stop()
+    router.start()  # `slipway server up`: ensure_config makes the chain anew
+
+    router.apply([Route("hello", [port])])
+
+    assert _get(router, "/", host="hello.localhost").text.startswith("back|")
 
 
 def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:

@@ -121,6 +121,9 @@ class NatSwitch:
         hook = ["OUTPUT", "-d", self.network, "-p", "tcp", "-j", self.chain]
         if _iptables(["-S", self.chain], check=False).returncode != 0:
             _iptables(["-N", self.chain])
+            # A new, empty chain (after a host restart the kernel's table starts empty): what
+            # was written before is gone, so the next apply must write it again.
+            self.rules_file.unlink(missing_ok=True)
         if _iptables(["-C", *hook], check=False).returncode != 0:
             _iptables(["-A", *hook])
 
