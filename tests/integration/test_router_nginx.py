@@ -15,7 +15,7 @@ import requests
 from slipway.config import Settings
 from slipway.router.base import Route
 from slipway.router.nginx import NginxRouter, RouterError
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -265,8 +265,14 @@ def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:
     assert pid is not None and router.pid() == pid
     workers = router.worker_pids()
     assert workers and pid not in workers
-    assert all(b"nginx: worker process" in Path(f"/proc/{w}/cmdline").read_bytes() for w in workers)
+
+    def titled() -> bool:  # a worker just forked still carries its master's title for a moment
+        titles = [Path(f"/proc/{w}/cmdline").read_bytes() for w in router.worker_pids()]
+        return bool(titles) and all(b"nginx: worker process" in t for t in titles)
+
+    wait_until(titled, 5, "nginx's workers call themselves worker processes")
     router.stop()
+    router.release_switch()
     assert router.pid() is None
     assert router.worker_pids() == set()
     with pytest.raises(requests.ConnectionError):
