@@ -16,7 +16,14 @@ from slipway import beneath
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
-from slipway.services import appjson, archives, layout, python_versions
+from slipway.services import (
+    appjson,
+    archives,
+    java_versions,
+    layout,
+    php_versions,
+    python_versions,
+)
 from slipway.services.archives import human_size
 from slipway.services.errors import SlipwayError, TooLarge
 from slipway.services.instances import platform_labels
@@ -68,6 +75,8 @@ def build(
         log(f"-----> {stack.capitalize()} app detected ({marker})")
         if stack == "python":
             stack = choose_python(input_volume.path, log)
+        if stack in VERSION_CHOOSERS:
+            stack = choose_version(stack, input_volume.path, log)
         node_version = ""
         if stack == "node":  # the registry's answer comes before any container starts
             node_version = provide_node(adapters, settings, input_volume.path, log)
@@ -100,6 +109,18 @@ def choose_python(source: Path, log: Log) -> str:
     why; PythonUnavailable (before any container) when no image offers it."""
     choice = python_versions.choose(source)
     log(f"-----> Python {choice.offered.line} ({choice.reason})")
+    return choice.offered.variant
+
+
+# Stacks whose version the app chooses among images (python's chooser above came first).
+VERSION_CHOOSERS = {"java": java_versions.choose, "php": php_versions.choose}
+
+
+def choose_version(stack: str, source: Path, log: Log) -> str:
+    """The images' variant of the JDK or PHP the app gets ("java-21", "php"), said in the log
+    with why; JavaUnavailable or PhpUnavailable (before any container) when none is offered."""
+    choice = VERSION_CHOOSERS[stack](source)
+    log(f"-----> {choice.offered.language} {choice.offered.line} ({choice.reason})")
     return choice.offered.variant
 
 
