@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import itertools
+import queue
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ from slipway.runtime.base import (
     InstanceSpec,
     Limits,
     RunningInstance,
+    Terminal,
+    TerminalSize,
 )
 from slipway.services.artifacts import FilesystemArtifacts
 from slipway.services.runtimes.node import Dist
@@ -54,6 +57,7 @@ class FakeRuntime:
     limits: dict[str, Limits] = field(default_factory=dict)  # update_limits calls, by container
     execs: list[tuple[str, list[str]]] = field(default_factory=list)  # exec calls, in order
     oom_counts: dict[str, int] = field(default_factory=dict)  # OOM kills, by container
+    terminals: list[FakeTerminal] = field(default_factory=list)  # run_terminal calls, in order
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def ping(self) -> None:
@@ -63,6 +67,17 @@ class FakeRuntime:
         self.builds.append(spec)
         on_line(f"fake build of {spec.image}")
         return BuildResult(exit_code=self.build_exit_code, timed_out=False, duration=0.0)
+
+    def run_terminal(
+        self, spec: BuildSpec, size: TerminalSize, attach: Callable[[Terminal], None]
+    ) -> BuildResult:
+        terminal = FakeTerminal(spec, size)
+        self.terminals.append(terminal)
+        try:
+            attach(terminal)
+        finally:
+            terminal.removed = True
+        return BuildResult(exit_code=terminal.exit_code, timed_out=False, duration=0.0)
 
     def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         self.started.append(spec)
@@ -107,6 +122,40 @@ class FakeRuntime:
 
     def logs(self, container_id: str, tail: int = 100) -> str:
         return ""
+
+
+@dataclass
+class FakeTerminal:
+    """A one-off container's terminal that echoes what is typed, as a TTY does.
+
+    ``exit N`` and Enter ends its output and makes N the exit status; Ctrl-C is echoed as
+    ``^C``, as a terminal does.
+    """
+
+    spec: BuildSpec
+    size: TerminalSize
+    typed: bytearray = field(default_factory=bytearray)
+    sizes: list[TerminalSize] = field(default_factory=list)
+    exit_code: int | None = None
+    removed: bool = False
+    _output: queue.Queue[bytes] = field(default_factory=queue.Queue)
+
+    def read(self) -> bytes:
+        try:
+            return self._output.get(timeout=10)
+        except queue.Empty:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        self.typed += data
+        self._output.put(data.replace(b"\x03", b"^C"))
+        line = bytes(self.typed[:-1]).rsplit(b"\r", 1)[-1]
+        if self.typed.endswith(b"\r") and line.startswith(b"exit "):
+            self.exit_code = int(line.split()[1])
+            self._output.put(b"")
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.sizes.append(TerminalSize(rows, cols))
 
 
 @dataclass

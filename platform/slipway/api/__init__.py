@@ -19,6 +19,7 @@ from slipway.api import (
     processes,
     releases,
     run,
+    terminal,
     users,
     webhooks,
 )
@@ -53,6 +54,7 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>/processes/<process_type>/start", processes.start, ["POST"]),
     ("/apps/<name>/logs", logs.app_logs, ["GET"]),
     ("/apps/<name>/run", run.run_command, ["POST"]),
+    ("/apps/<name>/run/tty", terminal.run_terminal, ["GET"]),
     ("/apps/<name>/events", events.list_events, ["GET"]),
     ("/apps/<name>/webhooks", webhooks.list_webhooks, ["GET"]),
     ("/apps/<name>/webhooks", webhooks.create_webhook, ["POST"]),
@@ -60,12 +62,16 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>/webhooks/<int:webhook_id>/deliveries", webhooks.list_deliveries, ["GET"]),
 ]
 
+WEBSOCKETS = {terminal.run_terminal}  # these answer only a websocket handshake
+
 
 def make_blueprint() -> Blueprint:
     blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
     blueprint.before_request(auth.authenticate)
     for rule, view, methods in ROUTES:
-        blueprint.add_url_rule(rule, view_func=transactional(view), methods=methods)
+        blueprint.add_url_rule(
+            rule, view_func=transactional(view), methods=methods, websocket=view in WEBSOCKETS
+        )
     return blueprint
 
 

@@ -11,31 +11,44 @@ import requests
 
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import app_option, resolve_app
-
-TIMED_OUT_STATUS = 124  # what timeout(1) exits with
+from slipway.cli.terminal import TIMED_OUT_STATUS, run_with_terminal
 
 
 @click.command(
     "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
 @app_option
+@click.option(
+    "--tty/--no-tty",
+    default=None,
+    help="Give the command a terminal (the default when run from one): for shells and other "
+    "interactive programs. --no-tty streams plain output lines.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(app: str | None, command: tuple[str, ...]) -> None:
+def run(app: str | None, tty: bool | None, command: tuple[str, ...]) -> None:
     """Run a command in a fresh container of the app's current release.
 
-    The container has the app's config vars and code, but no traffic. Its output is printed as
-    it comes, and slipway exits with the command's exit status. One word is run by bash (so
-    pipes and $VARS work); several words are run as they are.
+    The container has the app's config vars and code, but no traffic. slipway exits with the
+    command's exit status. One word is run by bash (so pipes and $VARS work); several words are
+    run as they are. From a terminal the command gets one of its own, so `slipway run bash` is
+    an interactive shell (Ctrl-C, window size and colours work as locally); otherwise its
+    output is printed line by line as it comes.
 
     \b
     Examples:
+      slipway run -a hello bash
       slipway run -a hello python manage.py migrate
       slipway run -a hello 'echo $DATABASE_URL | cut -d@ -f2'
     """
-    body = {"command": command[0] if len(command) == 1 else list(command)}
+    name = resolve_app(app)
+    words: str | list[str] = command[0] if len(command) == 1 else list(command)
     client = Client.from_environment()
+    if tty is None:
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+    if tty:
+        sys.exit(run_with_terminal(client, name, words))
     response = client.request(
-        "POST", f"/apps/{resolve_app(app)}/run", json=body, stream=True, timeout=None
+        "POST", f"/apps/{name}/run", json={"command": words}, stream=True, timeout=None
     )
     with response:
         status = print_stream(response)

@@ -75,6 +75,25 @@ class BuildResult:
         return not self.timed_out and self.exit_code == 0
 
 
+@dataclass(frozen=True)
+class TerminalSize:
+    rows: int
+    cols: int
+
+
+class Terminal(Protocol):
+    """The terminal (TTY) of a running one-off container, as its user's keyboard and screen."""
+
+    def read(self) -> bytes:
+        """The next output as it comes; ``b""`` once the container's side has closed."""
+
+    def write(self, data: bytes) -> None:
+        """Type ``data``; Ctrl-C (0x03) makes the container's terminal send SIGINT."""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Change the terminal's size (the foreground program gets SIGWINCH)."""
+
+
 @dataclass
 class InstanceSpec:
     """A long-running container: the run image's supervisord starting ``start``."""
@@ -126,6 +145,15 @@ class ContainerRuntime(Protocol):
 
     def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
         """Run a build container to the end, streaming its output lines; always remove it."""
+
+    def run_terminal(
+        self, spec: BuildSpec, size: TerminalSize, attach: Callable[[Terminal], None]
+    ) -> BuildResult:
+        """Run ``spec`` with a terminal: the build's safe defaults and time limit, plus a TTY.
+
+        ``attach`` gets the terminal once the container runs and returns when it is done with
+        it (the output ended, or its user went away); a container still running then is
+        killed. The container is removed whatever happens."""
 
     def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         """Create and start a container with ``spec.port`` published on 127.0.0.1."""

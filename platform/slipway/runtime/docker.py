@@ -41,6 +41,8 @@ from slipway.runtime.base import (
     Mount,
     RunningInstance,
     RuntimeUnavailable,
+    Terminal,
+    TerminalSize,
 )
 
 BUILD_TMPFS = {"/tmp": "size=512m,mode=1777"}
@@ -52,6 +54,8 @@ POLL_INTERVAL = 0.05  # the start of a deploy waits on this probe: keep it short
 PROBE_REQUEST = b"HEAD / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: slipway-probe\r\n\r\n"
 PROBE_SILENCE = 0.1  # seconds a listening server may stay silent before it counts as up
 LOG_DRAIN_TIMEOUT = 10.0  # seconds to let the log reader finish after the container ends
+EXIT_GRACE = 2.0  # seconds between a terminal's last output and its container's exit status
+TERMINAL_CHUNK = 16 * 1024
 HOSTNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -304,6 +308,74 @@ class DockerRuntime:
             with contextlib.suppress(docker.errors.NotFound):
                 self.client.containers.get(name).remove(force=True)
 
+    # -- one-off runs with a terminal -------------------------------------------------------
+
+    def run_terminal(
+        self, spec: BuildSpec, size: TerminalSize, attach: Callable[[Terminal], None]
+    ) -> BuildResult:
+        self._remove_leftover(self._engine_name(spec.name))
+        with _docker_errors(f"create container {spec.name}", spec.image):
+            container = self.client.containers.create(
+                command=spec.command,
+                labels=_labels("run", spec.labels, self._platform),
+                tmpfs=BUILD_TMPFS,
+                tty=True,
+                stdin_open=True,
+                **_hostname(spec.labels),
+                **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
+                **_safe_defaults(
+                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
+                ),
+            )
+        started = time.monotonic()
+        try:
+            with _docker_errors(f"attach to container {spec.name}"):
+                # Attached before the start, so not a byte of the first output is lost.
+                terminal = _AttachedTerminal(container, container.attach_socket(params=ATTACH))
+            try:
+                with _docker_errors(f"start container {spec.name}"):
+                    container.start()
+                terminal.resize(size.rows, size.cols)
+                exit_code, timed_out = self._attend(container, terminal, spec.timeout, attach)
+            finally:
+                terminal.close()
+        finally:
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                container.remove(force=True)
+        return BuildResult(exit_code, timed_out, time.monotonic() - started)
+
+    def _attend(
+        self,
+        container: Any,
+        terminal: _AttachedTerminal,
+        timeout: float,
+        attach: Callable[[Terminal], None],
+    ) -> tuple[int | None, bool]:
+        """Hand the terminal to ``attach`` while a waiter holds the time limit; the status."""
+        outcome: list[tuple[int | None, bool] | BaseException] = []
+
+        def wait() -> None:
+            try:
+                outcome.append(self._wait(container, timeout))
+            except BaseException as exc:  # handed to the calling thread
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait, name=f"wait-{container.id[:12]}", daemon=True)
+        waiter.start()
+        try:
+            attach(terminal)
+        finally:
+            waiter.join(EXIT_GRACE)
+            if waiter.is_alive():  # its user went away, and the command still runs
+                with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                    container.kill()
+                waiter.join(30)
+        if not outcome:
+            raise ContainerError("The engine did not say how the one-off container ended.")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
     # -- instances --------------------------------------------------------------------------
 
     def start_instance(self, spec: InstanceSpec) -> RunningInstance:
@@ -430,6 +502,47 @@ class DockerRuntime:
         with _docker_errors(f"read the logs of {container_id[:12]}"):
             data = self.client.containers.get(container_id).logs(tail=tail)
         return bytes(data).decode("utf-8", errors="replace")
+
+
+ATTACH = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+
+
+class _AttachedTerminal:
+    """:class:`~slipway.runtime.base.Terminal` over the engine's attach stream of a TTY container.
+
+    With a TTY the stream is the terminal's raw bytes both ways (no multiplexing headers).
+    """
+
+    def __init__(self, container: Any, stream: Any) -> None:
+        self._container = container
+        self._stream = stream  # keeps the HTTP response (and so the connection) alive
+        self._socket: socket.socket = getattr(stream, "_sock", stream)
+
+    def read(self) -> bytes:
+        try:
+            return self._socket.recv(TERMINAL_CHUNK)
+        except OSError:  # closed under us: the run is over
+            return b""
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.sendall(data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        # A container that just ended cannot be resized; that is no error worth raising.
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            self._container.resize(height=rows, width=cols)
+
+    def close(self) -> None:
+        """Close the stream; a thread blocked in :meth:`read` gets ``b""``."""
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._socket.close()
+        response = getattr(self._stream, "_response", None)
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
 
 
 def _answers(host_port: int, health_path: str | None) -> bool:

@@ -3,21 +3,24 @@
 The container is the release's run image with the slug laid out in a volume of its own at
 ``/mnt`` (exactly as an instance sees it), the release's config vars, the same safe defaults as
 every container (mop, read-only root, no capabilities, memory and pids limits), no published
-port, and a wall-clock limit. Its output is streamed line by line; the container and the volume
-are removed whatever happens. A run whose API process died leaves both behind: the next run
-sweeps leftovers older than the time limit.
+port, and a wall-clock limit. Its output is streamed line by line or, with a terminal
+(``slipway run bash``), passes both ways through its TTY. The container and the volume are
+removed whatever happens. A run whose API process died leaves both behind: the next run sweeps
+leftovers older than the time limit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
@@ -30,6 +33,8 @@ from slipway.runtime.base import (
     Limits,
     Mount,
     RuntimeUnavailable,
+    Terminal,
+    TerminalSize,
 )
 from slipway.services import layout
 from slipway.services.errors import Conflict, Invalid, Unavailable
@@ -43,6 +48,9 @@ KIND = "run"
 VOLUME_PREFIX = "run-"
 MAX_COMMAND = 16 * 1024  # characters, all arguments together
 SWEEP_MARGIN = 300  # seconds past the time limit before a leftover is certainly abandoned
+DEFAULT_TERM = "xterm"
+TERM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
+MAX_TERMINAL_SIDE = 10_000  # rows or columns
 # The app's own tools first: a Python app's virtualenv, a Node app's local binaries.
 RUN_PATH = ":".join(
     [
@@ -70,6 +78,28 @@ class RunPlan:
     @property
     def volume_name(self) -> str:
         return VOLUME_PREFIX + self.name.removeprefix("slipway-run-")
+
+
+@dataclass(frozen=True)
+class TerminalRequest:
+    """The user's terminal, for a run with a TTY: its size and type (``$TERM``)."""
+
+    size: TerminalSize
+    term: str = DEFAULT_TERM
+
+    @classmethod
+    def parse(cls, rows: object, cols: object, term: object = None) -> TerminalRequest:
+        if not (_terminal_side(rows) and _terminal_side(cols)):
+            raise Invalid(f'"rows" and "cols" must be whole numbers from 1 to {MAX_TERMINAL_SIDE}.')
+        if term is None:
+            term = DEFAULT_TERM
+        if not isinstance(term, str) or not TERM_RE.match(term):
+            raise Invalid('"term" must be a terminal type such as "xterm-256color".')
+        return cls(TerminalSize(rows, cols), term)
+
+
+def _terminal_side(value: object) -> TypeGuard[int]:
+    return type(value) is int and 0 < value <= MAX_TERMINAL_SIDE
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,36 @@ def execute(
     adapters: Adapters, settings: Settings, plan: RunPlan, on_line: Callable[[str], None]
 ) -> RunResult:
     """Run the plan to the end (or the time limit), streaming its output lines; clean up."""
+    with _run_volume(adapters, settings, plan) as volume_path:
+        spec = run_spec(settings, plan, volume_path)
+        result = adapters.runtime.run_build(spec, on_line)
+    return RunResult(result.exit_code, result.timed_out, result.duration)
+
+
+def execute_with_terminal(
+    adapters: Adapters,
+    settings: Settings,
+    plan: RunPlan,
+    terminal: TerminalRequest,
+    attach: Callable[[Terminal], None],
+) -> RunResult:
+    """Run the plan with a TTY that ``attach`` drives (``slipway run bash``); clean up.
+
+    The container is the same as :func:`execute`'s, with a terminal: ``attach`` returns when
+    the command's output ends or its user goes away, and a command still running then is
+    stopped. The time limit applies.
+    """
+    with _run_volume(adapters, settings, plan) as volume_path:
+        spec = run_spec(settings, plan, volume_path)
+        spec.env["TERM"] = terminal.term
+        result = adapters.runtime.run_terminal(spec, terminal.size, attach)
+    return RunResult(result.exit_code, result.timed_out, result.duration)
+
+
+@contextlib.contextmanager
+def _run_volume(adapters: Adapters, settings: Settings, plan: RunPlan) -> Iterator[Path]:
+    """The run's volume with the release laid out in it, destroyed after the run whatever
+    happens; engine failures become domain errors."""
     sweep_leftovers(adapters, settings)
     try:
         volume = adapters.volumes.create(plan.volume_name, settings.instance_volume_size)
@@ -152,14 +212,13 @@ def execute(
         if plan.node_version:
             registry = node.registry_of(settings, adapters.node_releases)
             node.ensure(settings, registry, plan.node_version)
-        result = adapters.runtime.run_build(run_spec(settings, plan, volume.path), on_line)
+        yield volume.path
     except RuntimeUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     except ContainerError as exc:
         raise Conflict(f"The one-off container could not run: {exc}") from exc
     finally:
         _destroy_quietly(adapters, plan.volume_name)
-    return RunResult(result.exit_code, result.timed_out, result.duration)
 
 
 def cancel(adapters: Adapters, plan: RunPlan) -> None:
