@@ -54,7 +54,7 @@ class Screen:
             cwd=home,
             start_new_session=True,
         )
-        os.close(slave)
+        self.slave = slave  # kept open to read the terminal's modes after the CLI exits
         self.shown = bytearray()
         self.seen = 0  # what expect() already matched stays matched
 
@@ -81,9 +81,16 @@ class Screen:
     def exit_status(self, timeout: float = EXPECT_TIMEOUT) -> int:
         """The CLI's exit status, reading the screen until it ends."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._read(deadline - time.monotonic()):
-            pass
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.2)
+        self._read(0.2)
         return self.process.wait(timeout=max(deadline - time.monotonic(), 1))
+
+    def cooked(self) -> bool:
+        """Whether the terminal is back in its usual mode: lines, echo and signal keys."""
+        lflag = termios.tcgetattr(self.slave)[3]
+        wanted = termios.ICANON | termios.ECHO | termios.ISIG
+        return lflag & wanted == wanted
 
     def text(self) -> str:
         return self.shown.decode(errors="replace")
@@ -93,6 +100,7 @@ class Screen:
             self.process.kill()
             self.process.wait(timeout=10)
         os.close(self.master)
+        os.close(self.slave)
 
     def _read(self, timeout: float) -> bool:
         """Read what is there within ``timeout``; False once the CLI closed the terminal."""
@@ -146,6 +154,7 @@ def test_bash_has_a_terminal_that_follows_the_window_and_exits_with_its_status(
 
     bash.type(b"exit 7\r")
     assert bash.exit_status() == 7, bash.text()
+    assert bash.cooked()
     wait_until(lambda: not containers_of(app, "run"), 30, "the one-off container is removed")
     wait_until(lambda: not run_volumes(running_platform), 30, "the one-off volume is removed")
 
@@ -173,5 +182,18 @@ def test_a_terminal_left_behind_is_stopped_and_removed(
     wait_until(lambda: bool(containers_of(app, "run")), 30, "the one-off container runs")
     bash.process.kill()  # the user's laptop went away mid-command
     bash.process.wait(timeout=10)
+    wait_until(lambda: not containers_of(app, "run"), 60, "the one-off container is removed")
+    wait_until(lambda: not run_volumes(running_platform), 30, "the one-off volume is removed")
+
+
+def test_a_terminated_cli_restores_the_terminal_and_stops_the_command(
+    running_platform: Platform, app: str, bash: Screen
+) -> None:
+    bash.type(b'echo "raw-$((5+5))"\r')
+    bash.expect(rb"raw-10")
+    assert not bash.cooked()  # raw mode while the command runs
+    bash.process.terminate()
+    assert bash.exit_status() == 128 + signal.SIGTERM
+    assert bash.cooked()
     wait_until(lambda: not containers_of(app, "run"), 60, "the one-off container is removed")
     wait_until(lambda: not run_volumes(running_platform), 30, "the one-off volume is removed")
