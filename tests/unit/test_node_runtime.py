@@ -355,6 +355,11 @@ def test_containers_get_the_release_read_only_and_its_bin_first(settings: Settin
     env = node.build_env("22.12.0")
     assert env["PATH"].split(":")[0] == "/opt/node/bin"
     assert env["SLIPWAY_NODE_VERSION"] == "22.12.0"
+    assert "COREPACK_NPM_REGISTRY" not in env
+    # npm and corepack (pnpm, yarn) use the platform's registry.
+    mirrored = node.build_env("22.12.0", "http://npm.example/")
+    assert mirrored["npm_config_registry"] == "http://npm.example/"
+    assert mirrored["COREPACK_NPM_REGISTRY"] == "http://npm.example"
     assert node.path(["/mnt/app/node_modules/.bin"]).startswith(
         "/mnt/app/node_modules/.bin:/opt/node/bin:"
     )

@@ -3,14 +3,17 @@
 //
 //   node package-info.js path/to/package.json
 //
-// Prints five lines: the Node.js version, npm's version, engines.node (empty when absent),
-// "build" when package.json has a build script (else empty), and why the build cannot go on
-// (empty when it can). A package.json that is not a JSON object prints why and exits 1.
+// Prints eight lines: the Node.js version, npm's version, engines.node (empty when absent),
+// "build" when package.json has a build script (else empty), why the build cannot go on (empty
+// when it can), and the package manager's name, version (or major) and why it was chosen (see
+// package-manager.js). A package.json that is not a JSON object prints why and exits 1.
 // run-script.js --info gives the same, from the process that runs the build scripts later.
 "use strict";
 
 const fs = require("fs");
+const path = require("path");
 const { npmRoot, npmVersion } = require("./npm.js");
+const packageManager = require("./package-manager.js");
 
 function readPackage(file) {
   let pkg;
@@ -36,7 +39,7 @@ function satisfies(wanted) {
   return Boolean(range) && require("semver/functions/satisfies")(process.version, range);
 }
 
-// { ok, text }: the five lines, or why package.json cannot be read.
+// { ok, text }: the eight lines, or why package.json cannot be read.
 function packageInfo(file) {
   let pkg;
   try {
@@ -55,11 +58,18 @@ function packageInfo(file) {
   const wanted = engines.node == null ? "" : oneLine(engines.node);
   const scripts = pkg.scripts && typeof pkg.scripts === "object" ? pkg.scripts : {};
   const build = typeof scripts.build === "string" && scripts.build.trim() ? "build" : "";
+  const manager = packageManager.choose(pkg, packageManager.lockfiles(path.dirname(file)));
   const problem =
     wanted && !satisfies(wanted)
       ? `package.json asks for Node.js ${wanted} (engines.node) but this image has Node.js ${have}`
-      : "";
-  return { ok: true, text: [have, npm, wanted, build, problem].join("\n") + "\n" };
+      : manager instanceof Error
+        ? manager.message
+        : "";
+  const chosen = manager instanceof Error ? ["", "", ""] : [
+    manager.name, manager.version + manager.hash, manager.reason,
+  ];
+  const lines = [have, npm, wanted, build, problem, ...chosen];
+  return { ok: true, text: lines.map(oneLine).join("\n") + "\n" };
 }
 
 module.exports = { packageInfo };

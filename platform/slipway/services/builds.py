@@ -83,7 +83,7 @@ def build(
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
         if node_version:
             spec.mounts.append(node.mount(settings, node_version))
-            spec.env |= node.build_env(node_version)
+            spec.env |= node.build_env(node_version, settings.npm_registry)
         _run(adapters, settings, spec, log)
         slug = adapters.artifacts.new_slug_path(app)
         log("-----> Packing the slug")

@@ -332,6 +332,10 @@ def path(first: list[str] | None = None) -> str:
     return ":".join([*(first or []), f"{HOME}/bin", BASE_PATH])
 
 
-def build_env(version: str) -> dict[str, str]:
-    """What a build on this release adds: node on PATH, its headers for native modules."""
-    return {"PATH": path(), "SLIPWAY_NODE_VERSION": version, "npm_config_nodedir": HOME}
+def build_env(version: str, registry: str | None = None) -> dict[str, str]:
+    """What a build on this release adds: node on PATH, its headers for native modules, and the
+    npm registry (SLIPWAY_NPM_REGISTRY) for npm and for the pnpm or yarn corepack fetches."""
+    env = {"PATH": path(), "SLIPWAY_NODE_VERSION": version, "npm_config_nodedir": HOME}
+    if registry:
+        env |= {"npm_config_registry": registry, "COREPACK_NPM_REGISTRY": registry.rstrip("/")}
+    return env
