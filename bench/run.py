@@ -18,13 +18,29 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import build_cache, control_plane, java_build, memory, push_to_live, router
+from bench import (
+    build_cache,
+    control_plane,
+    java_build,
+    memory,
+    node_build,
+    push_to_live,
+    router,
+)
 from bench.harness import Budget
 from bench.results import Figure, machine, render, write
 from tests.integration.platform import Platform, start_platform, stop_platform
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-FIGURES = ("push-to-live", "build-cache", "java-build", "router", "memory", "control-plane")
+FIGURES = (
+    "push-to-live",
+    "build-cache",
+    "java-build",
+    "node-build",
+    "router",
+    "memory",
+    "control-plane",
+)
 
 
 def _figures(args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Figure]]:
@@ -32,6 +48,7 @@ def _figures(args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Fi
         "push-to-live": lambda p, b: push_to_live.measure(p, b, work, args.runs),
         "build-cache": lambda p, b: build_cache.measure(p, b, work, args.runs),
         "java-build": lambda p, b: java_build.measure(p, b, work, args.runs),
+        "node-build": lambda p, b: node_build.measure(p, b, work, args.runs),
         "router": lambda p, b: router.measure(p, b, work, args.runs, args.wrk_seconds),
         "memory": lambda p, b: memory.measure(p, b, work),
         "control-plane": lambda p, b: control_plane.measure(p, b, work, args.apps),
