@@ -146,6 +146,23 @@ def test_a_berry_yarn_lock_gets_yarn_4_and_node_modules(running_platform: Platfo
         running_platform.api("DELETE", f"/apps/{app}")
 
 
+def test_plug_n_play_when_yarnrc_asks_for_it(running_platform: Platform) -> None:
+    app = new_app(running_platform, "pnp")
+    try:
+        files = {
+            "yarn.lock": YARN_BERRY_LOCK.replace("{name}", "yarn-app"),
+            ".yarnrc.yml": "nodeLinker: pnp\n",
+        }
+        result = deploy(running_platform, app, ms_app("yarn-app", files, None))
+        log = log_of(running_platform, app, result["id"])
+        assert result["state"] == "succeeded", log
+        assert "nodeLinker: pnp (.yarnrc.yml)" in log
+        # scripts.start run by the image's start (no yarn): node finds ms through .pnp.cjs.
+        wait_until(answers(running_platform, app, "ms 2m via none"), 90, "no answer")
+    finally:
+        running_platform.api("DELETE", f"/apps/{app}")
+
+
 def test_a_yarn_lock_that_does_not_match_fails_clearly(running_platform: Platform) -> None:
     app = new_app(running_platform, "yarnbad")
     try:
