@@ -26,6 +26,10 @@ def tree(root: Path, *names: str) -> Path:
         (["package.json", "public/index.html"], "node", "package.json"),
         (["requirements.txt", "index.html"], "python", "requirements.txt"),
         (["pyproject.toml"], "python", "pyproject.toml"),
+        (["Pipfile", "Pipfile.lock", "app.py"], "python", "Pipfile"),
+        (["Pipfile.lock"], "python", "Pipfile.lock"),
+        (["pyproject.toml", "uv.lock"], "python", "pyproject.toml"),
+        (["pyproject.toml", "poetry.lock"], "python", "pyproject.toml"),
         (["index.html", "style.css"], "static", "index.html"),
         (["public/index.html", "README.txt"], "static", "public/index.html"),
         ([".static", "site.txt"], "static", ".static"),
@@ -57,7 +61,7 @@ def test_a_source_with_nothing_known_lists_what_would_have_been(tmp_path: Path) 
     said = str(missed.value)
     assert said.startswith("No build image recognises this app: found no Procfile, ")
     assert said.endswith(f" or index.html; {BUILDS}")
-    for name in ("package.json", "requirements.txt", "pyproject.toml"):
+    for name in ("package.json", "requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock"):
         assert f" {name}" in said
     assert "Node.js, Python" in BUILDS and BUILDS.endswith("and static sites.")
 

@@ -32,7 +32,7 @@ STACKS: tuple[Stack, ...] = (
     Stack("php", "PHP", ("composer.json",)),  # before node: PHP apps often bundle a package.json
     Stack("java", "Java", ("pom.xml", "gradlew", "build.gradle", "build.gradle.kts")),
     Stack("node", "Node.js", ("package.json",)),
-    Stack("python", "Python", ("requirements.txt", "pyproject.toml")),
+    Stack("python", "Python", ("requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock")),
     Stack("static", "static sites", ("index.html", "public/index.html", ".static")),
 )
 
