@@ -89,12 +89,14 @@ __metadata:
 """.replace("{checksum}", MS_CHECKSUM)
 
 
-def ms_app(name: str, lockfile: dict[str, str], procfile: str | None, **extra: object) -> bytes:
+def ms_app(
+    name: str, lockfile: dict[str, str], procfile: str | None, node: str = "24", **extra: object
+) -> bytes:
     package = {
         "name": name,
         "version": "1.0.0",
         "private": True,
-        "engines": {"node": "24"},
+        "engines": {"node": node},
         "dependencies": {"ms": "2.1.3"},
         "scripts": {"start": "node server.js"},
         **extra,
@@ -112,15 +114,25 @@ def test_pnpm_from_package_manager_runs_the_app_from_the_slug(running_platform: 
             "pnpm-app",
             {"pnpm-lock.yaml": PNPM_LOCK},
             "web: pnpm start\n",
+            node="26",  # Node.js 25 and on bundle no corepack (none of the binaries here do)
             packageManager="pnpm@9.12.0",
         )
         result = deploy(running_platform, app, body)
         log = log_of(running_platform, app, result["id"])
         assert result["state"] == "succeeded", log
+        assert re.search(r"-----> Node\.js 26\.\d+\.\d+ \(engines\.node 26 ", log), log
         assert "-----> pnpm 9.12.0 (packageManager pnpm@9.12.0 in package.json)" in log
         assert "-----> Installing dependencies (pnpm install --frozen-lockfile)" in log
         assert "-----> Pruning dev dependencies (pnpm prune --prod)" in log
+        assert "fetching pnpm 9.12.0 through corepack" in log
         wait_until(answers(running_platform, app, "ms 2m via pnpm/9.12.0"), 90, "no answer")
+
+        # The next build finds corepack and pnpm in the app's build cache.
+        again = deploy(running_platform, app, body)
+        log = log_of(running_platform, app, again["id"])
+        assert again["state"] == "succeeded", log
+        assert "-----> pnpm 9.12.0 (packageManager pnpm@9.12.0 in package.json)" in log
+        assert "fetching" not in log, log
     finally:
         running_platform.api("DELETE", f"/apps/{app}")
 

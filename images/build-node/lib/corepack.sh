@@ -52,11 +52,16 @@ newest_with_integrity() {
 
 # "<version>+sha512.<hex>" for a package manager and a version or major.
 resolve_spec() {
-  local name=$1 wanted=$2 package=$1 answer version hex work
+  local name=$1 wanted=$2 package=$1 answer version hex work why
   [ "$name" = yarn ] && [ "${wanted%%.*}" -ge 2 ] && package=@yarnpkg/cli-dist
-  answer=$(npm view --json "$package@$wanted" version dist.integrity 2>/dev/null \
-    | newest_with_integrity) \
-    || fail "the npm registry lists no $package@$wanted (for $name $wanted)"
+  local said
+  said=$(mktemp)
+  answer=$(npm view --json "$package@$wanted" version dist.integrity 2>"$said" \
+    | newest_with_integrity) || {
+    why=$(explain_failure "$said")
+    fail "the npm registry gave no $package@$wanted (for $name $wanted)${why:+: $why}"
+  }
+  rm -f "$said"
   read -r version hex <<<"$answer"
   if [ "$package" = @yarnpkg/cli-dist ]; then
     work=$(mktemp -d)
@@ -87,9 +92,9 @@ pin_package_manager() {
 prepare_package_manager() {
   ensure_corepack
   pin_package_manager
-  if [ ! -f "$COREPACK_HOME/v1/$pm_name/$pm_version/.corepack" ]; then
-    info "fetching $pm_name $pm_version through corepack (once for this build cache)"
-  fi
+  # (corepack writes .corepack last, once the download matched its hash)
+  [ ! -f "$COREPACK_HOME/v1/$pm_name/$pm_version/.corepack" ] || return 0
+  info "fetching $pm_name $pm_version through corepack (once for this build cache)"
   local said
   said=$(corepack "$pm_name@$pm_spec" --version 2>&1) \
     || fail "corepack could not provide $pm_name $pm_version: $(echo "$said" | grep -m1 -E 'Error|error' | cut -c1-200)"
