@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,41 @@ cd /apps/python-uv && UV_PYTHON_DOWNLOADS=never /tmp/uv/bin/uv lock --no-progres
 cd /apps/python-pipenv
 PIPENV_VERBOSITY=-1 PIPENV_IGNORE_VIRTUALENVS=1 /tmp/pipenv/bin/pipenv lock
 """
+
+
+def build_alone(platform: Platform, source: Path, cache: Path, network: str) -> tuple[int, str]:
+    """Run build-python's `build` on ``source`` as the platform does (read-only root, mop, INPUT
+    read-only, the CA bundle), on the ``network`` given: its exit code and output."""
+    output = Path(tempfile.mkdtemp(dir=cache.parent, prefix="output-"))
+    layout.chown_tree(output)
+    volumes = {
+        str(source): {"bind": layout.BUILD_INPUT, "mode": "ro"},
+        str(output): {"bind": layout.BUILD_OUTPUT, "mode": "rw"},
+        str(cache): {"bind": layout.BUILD_CACHE, "mode": "rw"},
+    }
+    ca_bundle = platform.settings.ca_bundle
+    if ca_bundle.is_file():
+        volumes[str(ca_bundle)] = {"bind": layout.CA_BUNDLE_TARGET, "mode": "ro"}
+    client = docker.from_env(timeout=LOCK_TIMEOUT)
+    try:
+        container = client.containers.run(
+            f"{platform.settings.image_prefix}build-python:latest",
+            ["build"],
+            volumes=volumes,
+            environment=layout.build_env("alone", with_ca_bundle=ca_bundle.is_file()),
+            network_mode=network,
+            read_only=True,
+            tmpfs={"/tmp": "exec"},
+            user=f"{layout.MOP_UID}:{layout.MOP_GID}",
+            detach=True,
+        )
+        try:
+            code = container.wait(timeout=LOCK_TIMEOUT)["StatusCode"]
+            return code, container.logs().decode()
+        finally:
+            container.remove(force=True)
+    finally:
+        client.close()
 
 
 def tool_version(name: str) -> str:
@@ -199,3 +235,33 @@ def test_a_pipfile_without_its_lock_fails_saying_what_to_do(
         "error: Pipfile has no Pipfile.lock: run `pipenv lock` and deploy Pipfile.lock with it"
         in log
     )
+
+
+def test_an_unreachable_index_fails_the_build_with_the_tools_reason(
+    running_platform: Platform, locked: Path, tmp_path: Path
+) -> None:
+    source = locked / "python-uv"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    layout.chown_tree(cache)
+    version = tool_version("UV")
+
+    code, said = build_alone(running_platform, source, cache, "none")  # uv itself cannot be fetched
+
+    assert code == 1, said
+    last = said.strip().splitlines()[-1]
+    assert last.startswith(f"error: fetching uv {version} failed (exit code 1): "), said
+    assert not (cache / "venv").exists()
+
+    # With uv in the build cache, its download of the locked package is what fails.
+    code, said = build_alone(running_platform, source, cache, "bridge")
+    assert code == 0, said
+    for kept in ("venv", "uv"):
+        shutil.rmtree(cache / kept)
+    code, said = build_alone(running_platform, source, cache, "none")
+
+    assert code == 1, said
+    assert f"uv {version} from the build cache" in said
+    last = said.strip().splitlines()[-1]
+    assert last.startswith("error: installing from uv.lock with uv failed (exit code 2): "), said
+    assert "Failed to download `six==1.17.0`" in last
