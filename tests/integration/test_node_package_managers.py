@@ -194,6 +194,20 @@ def test_a_yarn_lock_that_does_not_match_fails_clearly(running_platform: Platfor
         running_platform.api("DELETE", f"/apps/{app}")
 
 
+def test_a_package_manager_version_the_registry_lacks_fails_clearly(
+    running_platform: Platform,
+) -> None:
+    app = new_app(running_platform, "pnpmnone")
+    try:
+        body = ms_app("pnpm-none", {}, None, packageManager="pnpm@999.0.0")
+        result = deploy(running_platform, app, body)
+        log = log_of(running_platform, app, result["id"])
+        assert result["state"] == "failed", log
+        assert "error: the npm registry gave no pnpm@999.0.0 (for pnpm 999.0.0)" in log, log
+    finally:
+        running_platform.api("DELETE", f"/apps/{app}")
+
+
 # -- the rules, in the build image --------------------------------------------------------------
 
 RULES = r"""

@@ -82,7 +82,10 @@ pin_package_manager() {
     || [ -n "$(find "$saved" -mmin -"$RESOLVE_AGAIN_MINUTES")" ]; }; then
     pm_spec=$(cat "$saved")
   else
-    pm_spec=$(resolve_spec "$pm_name" "$pm_wanted")
+    if ! pm_spec=$(resolve_spec "$pm_name" "$pm_wanted"); then
+      echo "$pm_spec"  # resolve_spec's error line
+      exit 1
+    fi
     mkdir -p "$RESOLVED_DIR" && echo "$pm_spec" >"$saved" || true
   fi
   pm_version=${pm_spec%%+*}
