@@ -1,4 +1,4 @@
-"""Which Python an app asks for: .python-version, runtime.txt, requires-python, and the misses."""
+"""Which Python an app asks for: .python-version, runtime.txt, Pipfile, requires-python, misses."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ OFFERED = (
     Offered("3.13", "trixie", "python-3.13"),
     Offered("3.11", "bookworm", "python"),
 )
+NOTHING_ASKED = "no .python-version, runtime.txt, Pipfile or requires-python"
 
 
 def asked(root: Path, name: str, text: str) -> tuple[str, str]:
@@ -73,7 +74,7 @@ def test_nothing_asked_keeps_the_python_apps_had_before(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("flask\n")
     choice = choose(tmp_path, OFFERED)
     assert (choice.offered.line, choice.offered.variant) == ("3.11", "python")
-    assert choice.reason == "no .python-version, runtime.txt or requires-python"
+    assert choice.reason == NOTHING_ASKED
 
 
 def test_a_version_not_offered_says_what_is(tmp_path: Path) -> None:
@@ -96,4 +97,57 @@ def test_version_files_that_are_links_are_not_read(tmp_path: Path) -> None:
     root = tmp_path / "source"
     root.mkdir()
     os.symlink(outside, root / ".python-version")
-    assert choose(root, OFFERED).reason == "no .python-version, runtime.txt or requires-python"
+    assert choose(root, OFFERED).reason == NOTHING_ASKED
+
+
+PIPFILE = '[packages]\nflask = "*"\n\n[requires]\n{requires}\n'
+
+
+def test_a_pipfile_python_version_comes_after_runtime_txt_and_before_requires_python(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nrequires-python = ">=3.11"\n')
+    pipfile = PIPFILE.format(requires='python_version = "3.13"')
+    assert asked(tmp_path, "Pipfile", pipfile) == ("3.13", "Pipfile asks for 3.13")
+    assert asked(tmp_path, "runtime.txt", "python-3.11\n") == ("3.11", "runtime.txt asks for 3.11")
+
+
+def test_a_pipfile_python_full_version_is_read_first_as_pipenv_does(tmp_path: Path) -> None:
+    requires = 'python_version = "3.13"\npython_full_version = "3.14.1"'
+    assert asked(tmp_path, "Pipfile", PIPFILE.format(requires=requires)) == (
+        "3.14",
+        "Pipfile asks for 3.14.1; Debian's 3.14 here",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[packages]\nflask = "*"\n', PIPFILE.format(requires=""), "[requires\nbroken", "[requires]\n"],
+)
+def test_a_pipfile_without_a_python_version_asks_for_none(tmp_path: Path, text: str) -> None:
+    assert asked(tmp_path, "Pipfile", text) == (
+        "3.11",
+        NOTHING_ASKED,
+    )
+
+
+def test_a_pipfile_python_version_not_offered_or_not_a_version_fails(tmp_path: Path) -> None:
+    (tmp_path / "Pipfile").write_text(PIPFILE.format(requires='python_version = "3.12"'))
+    with pytest.raises(PythonUnavailable) as missed:
+        choose(tmp_path, OFFERED)
+    assert str(missed.value) == (
+        "Pipfile asks for Python 3.12, which Slipway does not offer: it offers "
+        "Python 3.14, Python 3.13, Python 3.11 (change Pipfile)."
+    )
+    (tmp_path / "Pipfile").write_text(PIPFILE.format(requires='python_version = "latest"'))
+    with pytest.raises(PythonUnavailable, match="Pipfile's python_version says 'latest'"):
+        choose(tmp_path, OFFERED)
+
+
+def test_a_pipfile_that_is_a_link_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text(PIPFILE.format(requires='python_version = "3.13"'))
+    root = tmp_path / "source"
+    root.mkdir()
+    os.symlink(outside, root / "Pipfile")
+    assert choose(root, OFFERED).offered.line == "3.11"

@@ -1,7 +1,8 @@
 """Which Python a Python app asks for, and whether the images offer it.
 
 Read as pyenv and uv read it: ``.python-version`` (its first line that is neither blank nor a
-comment: ``3.13`` or ``3.13.2``), else ``runtime.txt`` (``python-3.13.2``), else
+comment: ``3.13`` or ``3.13.2``), else ``runtime.txt`` (``python-3.13.2``), else the
+``[requires]`` of a ``Pipfile`` (``python_full_version``, else ``python_version``), else
 ``requires-python`` in ``pyproject.toml`` (``>=3.11``). The source is a user's: every file is read
 beneath its root, never through a link. A version no image offers fails the deploy at once, with
 a sentence listing what is offered.
@@ -56,7 +57,8 @@ def choose(source: Path, offered: tuple[Offered, ...] = OFFERED) -> Choice:
             specifier = _requires_python(root)
             if specifier is None:
                 default = next((o for o in offered if o.variant == DEFAULT_VARIANT), offered[0])
-                return Choice(default, "no .python-version, runtime.txt or requires-python")
+                reason = "no .python-version, runtime.txt, Pipfile or requires-python"
+                return Choice(default, reason)
             return _satisfying(specifier, offered)
     where, wanted = asked
     for candidate in offered:
@@ -72,7 +74,7 @@ def choose(source: Path, offered: tuple[Offered, ...] = OFFERED) -> Choice:
 
 
 def _asked_version(root: int) -> tuple[str, str] | None:
-    """("<file>", "3.13") from .python-version or runtime.txt; None when neither says."""
+    """("<file>", "3.13") from .python-version, runtime.txt or Pipfile; None when none says."""
     text = _read(root, ".python-version")
     if text is not None:
         lines = [line.strip() for line in text.splitlines()]
@@ -82,6 +84,24 @@ def _asked_version(root: int) -> tuple[str, str] | None:
     text = _read(root, "runtime.txt")
     if text is not None and text.strip():
         return "runtime.txt", _checked("runtime.txt", text.strip().splitlines()[0], "python-")
+    return _pipfile_version(root)
+
+
+def _pipfile_version(root: int) -> tuple[str, str] | None:
+    """The version ``[requires]`` of the Pipfile names; pipenv prefers the full one."""
+    text = _read(root, "Pipfile")
+    if text is None:
+        return None
+    try:
+        requires = tomllib.loads(text).get("requires", {})
+    except tomllib.TOMLDecodeError:
+        return None  # pipenv reports a broken Pipfile better, with its line
+    if not isinstance(requires, dict):
+        return None
+    for key in ("python_full_version", "python_version"):
+        value = requires.get(key)
+        if isinstance(value, str) and value.strip():
+            return "Pipfile", _checked(f"Pipfile's {key}", value.strip(), "")
     return None
 
 
