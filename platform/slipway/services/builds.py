@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +59,17 @@ def build_container_name(deploy_id: int) -> str:
 
 
 def build(
-    adapters: Adapters, settings: Settings, app: str, deploy_id: int, source: Path, log: Log
+    adapters: Adapters,
+    settings: Settings,
+    app: str,
+    deploy_id: int,
+    source: Path,
+    log: Log,
+    config: Mapping[str, str] | None = None,
 ) -> BuildOutput:
-    """Build ``source`` (a checked .tar.gz) for ``app``; raise BuildFailed with the reason."""
+    """Build ``source`` (a checked .tar.gz) for ``app``; raise BuildFailed with the reason.
+
+    Of the app's ``config``, only the vars of BUILD_CONFIG_VARS reach the build."""
     names = build_volume_names(deploy_id)
     try:
         input_volume = _fresh_volume(adapters, names[0], settings.build_volume_size)
@@ -81,6 +89,7 @@ def build(
         if stack == "node":  # the registry's answer comes before any container starts
             node_version = provide_node(adapters, settings, input_volume.path, log)
         spec = build_spec(settings, app, deploy_id, stack, input_volume, output_volume)
+        spec.env |= build_config(config or {})
         if node_version:
             spec.mounts.append(node.mount(settings, node_version))
             spec.env |= node.build_env(node_version, settings.npm_registry)
@@ -93,6 +102,17 @@ def build(
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+# The config vars a build gets (Heroku shows a build all of them): the switches build scripts
+# read. The others (secrets, database URLs) stay the running app's, out of build tools' reach.
+# A change of one takes effect at the next deploy, as on Heroku.
+BUILD_CONFIG_VARS = ("DISABLE_COLLECTSTATIC",)
+
+
+def build_config(config: Mapping[str, str]) -> dict[str, str]:
+    """The app's config vars that a build container gets."""
+    return {name: config[name] for name in BUILD_CONFIG_VARS if name in config}
 
 
 def provide_node(adapters: Adapters, settings: Settings, source: Path, log: Log) -> str:

@@ -269,7 +269,8 @@ def _pipeline(
     app = deploy.app
     first = app.current_release_id is None
     _set_state(session, deploy, BUILDING)
-    output = builds.build(adapters, settings, app.name, deploy.id, Path(deploy.source_path), log)
+    source = Path(deploy.source_path)
+    output = builds.build(adapters, settings, app.name, deploy.id, source, log, app.config)
     try:
         _set_state(session, deploy, RELEASING)
         config = dict(app.config)
