@@ -180,6 +180,15 @@ def test_a_django_app_gets_its_static_files_collected_unless_disabled(
         "having set the STATIC_ROOT setting to a filesystem path.\n"
     ) in log
     assert running_platform.http_get_app(app, link.group(1), timeout=10).status_code == 200
+
+    # Without django.contrib.staticfiles there is no collectstatic: skipped, with a note.
+    plain = dict(DJANGO_APP)
+    plain["gettingstarted/settings.py"] = SETTINGS.replace('"django.contrib.staticfiles", ', "")
+    done = deploy(running_platform, app, tar_app(plain, executable=("manage.py",)))
+
+    log = log_of(running_platform, app, done["id"])
+    assert done["state"] == "succeeded", log
+    assert "skipped: django.contrib.staticfiles is not in INSTALLED_APPS" in log
     running_platform.api("DELETE", f"/apps/{app}")
 
 
