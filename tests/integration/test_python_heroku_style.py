@@ -229,4 +229,19 @@ def test_a_pyproject_app_without_build_system_gets_its_dependencies_only(
     assert failed["state"] == "failed", log
     assert "\nerror: [project].dependencies of pyproject.toml is not a list of strings\n" in log
     assert answers(running_platform, app, "uv-style app: six 1.17.0 without idna")()
+
+    # The same dependencies again: the virtualenv comes from the build cache.
+    again = deploy(running_platform, app, tar_app(UV_APP))
+
+    log = log_of(running_platform, app, again["id"])
+    assert again["state"] == "succeeded", log
+    assert (
+        "-----> Installing the dependencies of pyproject.toml "
+        "(unchanged: the virtualenv from the build cache)"
+    ) in log
+    wait_until(
+        answers(running_platform, app, "uv-style app: six 1.17.0 without idna"),
+        ROLL_TIMEOUT,
+        "the redeployed app never answered",
+    )
     running_platform.api("DELETE", f"/apps/{app}")
