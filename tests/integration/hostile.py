@@ -30,7 +30,11 @@ import requests
 
 from tests.integration.platform import Platform
 
-RECORDED_TREES = ("/etc", "/root")  # walked whole
+RECORDED_TREES = ("/etc",)  # walked whole
+# Walked this many levels deep: a home directory may hold toolchains and caches of any size (a
+# whole walk took up to half a minute a record), while the secrets the suite plants, and the
+# dotfiles an attack would aim at, sit in its first levels.
+RECORDED_SHALLOW = (("/root", 3),)
 RECORDED_DIRS = ("/tmp", "/var/tmp", "/")  # their entries only: other tests write there too
 SMALL = 256 * 1024  # files up to this size are compared by content, bigger ones by size and time
 DEPLOY_TIMEOUT = 240
@@ -139,15 +143,22 @@ class HostRecord:
         self.entries: dict[str, Entry] = {}
         for tree in RECORDED_TREES:
             self._walk(Path(tree))
+        for tree, depth in RECORDED_SHALLOW:
+            self._walk(Path(tree), depth)
         for directory in RECORDED_DIRS:
             self._list(Path(directory))
         for path in extra:
             self._walk(path) if path.is_dir() else self._add(path)
 
-    def _walk(self, top: Path) -> None:
+    def _walk(self, top: Path, depth: int | None = None) -> None:
+        """Every entry under ``top``, or only those at most ``depth`` levels below it."""
+        base = len(top.parts)
         for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith("slipway-test-")]
-            for name in [*dirnames, *filenames]:
+            listed = [*dirnames, *filenames]
+            if depth is not None and len(Path(dirpath).parts) - base + 1 >= depth:
+                dirnames[:] = []  # listed, not entered
+            for name in listed:
                 self._add(Path(dirpath) / name)
         self._add(top)
 
