@@ -253,18 +253,7 @@ class DockerRuntime:
     # -- builds -----------------------------------------------------------------------------
 
     def run_build(self, spec: BuildSpec, on_line: Callable[[str], None]) -> BuildResult:
-        self._remove_leftover(self._engine_name(spec.name))
-        with _docker_errors(f"create build container {spec.name}", spec.image):
-            container = self.client.containers.create(
-                command=spec.command,
-                labels=_labels("build", spec.labels, self._platform),
-                tmpfs=BUILD_TMPFS,
-                **_hostname(spec.labels),
-                **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
-                **_safe_defaults(
-                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
-                ),
-            )
+        container = self._create_once(spec, "build", "create build container")
         started = time.monotonic()
         try:
             with _docker_errors(f"start build container {spec.name}"):
@@ -302,6 +291,23 @@ class DockerRuntime:
                 container.wait(timeout=30)
             return None, True
 
+    def _create_once(self, spec: BuildSpec, kind: str, action: str, **extra: Any) -> Any:
+        """A container that runs ``spec`` once (a build or a one-off), with every safe default;
+        a leftover of the same name (a crash's) is dropped first."""
+        self._remove_leftover(self._engine_name(spec.name))
+        with _docker_errors(f"{action} {spec.name}", spec.image):
+            return self.client.containers.create(
+                command=spec.command,
+                labels=_labels(kind, spec.labels, self._platform),
+                tmpfs=BUILD_TMPFS,
+                **extra,
+                **_hostname(spec.labels),
+                **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
+                **_safe_defaults(
+                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
+                ),
+            )
+
     def _remove_leftover(self, name: str) -> None:
         """A build container of the same name can only be a crash's leftover: drop it."""
         with _docker_errors(f"remove leftover container {name}"):
@@ -313,20 +319,7 @@ class DockerRuntime:
     def run_terminal(
         self, spec: BuildSpec, size: TerminalSize, attach: Callable[[Terminal], None]
     ) -> BuildResult:
-        self._remove_leftover(self._engine_name(spec.name))
-        with _docker_errors(f"create container {spec.name}", spec.image):
-            container = self.client.containers.create(
-                command=spec.command,
-                labels=_labels("run", spec.labels, self._platform),
-                tmpfs=BUILD_TMPFS,
-                tty=True,
-                stdin_open=True,
-                **_hostname(spec.labels),
-                **({"network": self.app_network()} if spec.network else {"network_mode": "none"}),
-                **_safe_defaults(
-                    spec.image, self._engine_name(spec.name), spec.env, spec.mounts, spec.limits
-                ),
-            )
+        container = self._create_once(spec, "run", "create container", tty=True, stdin_open=True)
         started = time.monotonic()
         try:
             with _docker_errors(f"attach to container {spec.name}"):
