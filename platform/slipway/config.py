@@ -58,6 +58,16 @@ class Settings:
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     volume_provider: str = "loopfile"
+    # Spaces (persistent data): "btrfs" keeps each as a subvolume of one loop-mounted pool image
+    # (O(1) checkpoints and forks); "directory" keeps plain directories and copies to fork.
+    spaces_provider: str = "btrfs"
+    spaces_pool_size: int = (
+        64 * 1024**3
+    )  # the pool image is sparse: the host spends what is written
+    space_default_size: int = 1024**3
+    # Scheduled backups of every space every interval seconds (0: never), the last N kept.
+    space_backup_interval: int = 86400
+    space_backup_keep: int = 7
     # Images: the tree under images/ in the source checkout
     image_prefix: str = "slipway/"
     images_dir: Path = Path(__file__).resolve().parents[2] / "images"
@@ -138,6 +148,18 @@ class Settings:
         return self.data_dir / "volumes"
 
     @property
+    def spaces_dir(self) -> Path:
+        return self.data_dir / "spaces"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.data_dir / "assets"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
 
@@ -171,6 +193,11 @@ class Settings:
             database_url=_env("SLIPWAY_DATABASE_URL", d.database_url),
             redis_url=_env("SLIPWAY_REDIS_URL", d.redis_url),
             volume_provider=_env("SLIPWAY_VOLUME_PROVIDER", d.volume_provider),
+            spaces_provider=_env("SLIPWAY_SPACES_PROVIDER", d.spaces_provider),
+            spaces_pool_size=parse_size(_env("SLIPWAY_SPACES_POOL_SIZE", "64G")),
+            space_default_size=parse_size(_env("SLIPWAY_SPACE_DEFAULT_SIZE", "1G")),
+            space_backup_interval=int(_env("SLIPWAY_SPACE_BACKUP_INTERVAL", "86400")),
+            space_backup_keep=int(_env("SLIPWAY_SPACE_BACKUP_KEEP", "7")),
             image_prefix=_env("SLIPWAY_IMAGE_PREFIX", d.image_prefix),
             images_dir=Path(_env("SLIPWAY_IMAGES_DIR", str(d.images_dir))),
             build_timeout=int(_env("SLIPWAY_BUILD_TIMEOUT", str(d.build_timeout))),

@@ -6,6 +6,7 @@ from slipway.models.deploy import Deploy
 from slipway.models.event import Event
 from slipway.models.instance import Instance
 from slipway.models.release import Release
+from slipway.models.space import Space, SpaceAttachment, SpaceBackup, SpaceCheckpoint
 from slipway.models.user import ApiToken, DashboardSession, SignInFailure, User
 from slipway.models.webhook import Delivery, DeliveryAttempt, Webhook
 
@@ -21,6 +22,10 @@ __all__ = [
     "Instance",
     "Release",
     "SignInFailure",
+    "Space",
+    "SpaceAttachment",
+    "SpaceBackup",
+    "SpaceCheckpoint",
     "User",
     "Webhook",
 ]

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from slipway.models.release import Release
 
 DEFAULT_FORMATION = {"web": 1}
+# How a deploy replaces instances: "rolling" starts the new ones next to the old ones and moves
+# traffic once they answer (zero downtime; both mount the app's spaces for a moment);
+# "stop-first" stops the old ones first, for single-writer software (a short gap).
+ROLLING = "rolling"
+STOP_FIRST = "stop-first"
+DEPLOY_STRATEGIES = (ROLLING, STOP_FIRST)
 
 
 def _default_formation() -> dict[str, int]:
@@ -35,6 +41,9 @@ class App(Base):
     memory: Mapped[int] = mapped_column(BigInteger, default=512 * 1024**2)
     health_check_path: Mapped[str | None] = mapped_column(String(255))
     deploy_branch: Mapped[str] = mapped_column(String(255), default="main")
+    deploy_strategy: Mapped[str] = mapped_column(
+        String(16), default=ROLLING, server_default=ROLLING
+    )
     # use_alter: apps and releases point at each other; the constraint is added after both exist.
     current_release_id: Mapped[int | None] = mapped_column(
         ForeignKey("releases.id", use_alter=True, ondelete="SET NULL")

@@ -18,6 +18,20 @@ DEPLOY_SUCCEEDED = "deploy_succeeded"
 DEPLOY_FAILED = "deploy_failed"
 DEPLOY_CANCELLED = "deploy_cancelled"
 RELEASED = "released"
+SPACE_CREATED = "space_created"
+SPACE_CHECKPOINTED = "space_checkpointed"
+SPACE_FORKED = "space_forked"
+SPACE_BACKED_UP = "space_backed_up"
+SPACE_RESTORED = "space_restored"
+SPACE_NEARLY_FULL = "space_nearly_full"
+SPACE_EVENT_TYPES = (
+    SPACE_CREATED,
+    SPACE_CHECKPOINTED,
+    SPACE_FORKED,
+    SPACE_BACKED_UP,
+    SPACE_RESTORED,
+    SPACE_NEARLY_FULL,
+)
 EVENT_TYPES = (
     CRASH,
     OOM,
@@ -26,6 +40,7 @@ EVENT_TYPES = (
     DEPLOY_FAILED,
     DEPLOY_CANCELLED,
     RELEASED,
+    *SPACE_EVENT_TYPES,
 )
 
 
@@ -37,6 +52,10 @@ class Event(Base):
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
     instance_id: Mapped[int | None] = mapped_column(
         ForeignKey("instances.id", ondelete="SET NULL"), index=True
+    )
+    # Space events are recorded for each app the space is attached to, naming the space here.
+    space_id: Mapped[int | None] = mapped_column(
+        ForeignKey("spaces.id", ondelete="SET NULL"), index=True
     )
     type: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")

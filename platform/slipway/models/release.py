@@ -28,6 +28,9 @@ class Release(Base):
     stack: Mapped[str] = mapped_column(String(32))
     # The Node.js release a node app was built on, mounted into its containers ("": the image's).
     node_version: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # The tarball of the source's assets/<name>/ directories, kept out of the slug and mounted
+    # read-only at /mnt/assets ("": the release has none).
+    assets_path: Mapped[str] = mapped_column(String(1024), default="", server_default="")
     # Plain JSON (not mutable): a release never changes once written.
     config: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     process_types: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
