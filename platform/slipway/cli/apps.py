@@ -13,6 +13,9 @@ from slipway.cli.client import Client, CliError
 from slipway.cli.common import REMOTE_NAME, app_option, git, resolve_app
 from slipway.cli.output import json_option, print_fields, print_json, print_table
 
+# The server's models.app.DEPLOY_STRATEGIES (the CLI does not import the models: it stays light).
+DEPLOY_STRATEGIES = ("rolling", "stop-first")
+
 
 def release_version(app: dict[str, Any]) -> Any:
     """The current release as ``v3`` whether the API gives a number or an object."""
@@ -122,7 +125,8 @@ def info(app: str | None, as_json: bool) -> None:
         print_json(data)
         return
     shown = dict(data, release=release_version(data))
-    print_fields(shown, ["name", "url", "state", "release", "deploy_branch", "created_at"])
+    fields = ["name", "url", "state", "release", "deploy_branch", "deploy_strategy", "created_at"]
+    print_fields(shown, fields)
     instances = data.get("instances") or []
     if instances:
         click.echo()
@@ -143,12 +147,19 @@ def instance_columns(instances: list[dict[str, Any]]) -> list[str]:
     help="Path that must answer 2xx before traffic switches; 'none' to only wait for the port.",
 )
 @click.option("--deploy-branch", metavar="BRANCH", help="The branch `git push` deploys.")
+@click.option(
+    "--deploy-strategy",
+    type=click.Choice(DEPLOY_STRATEGIES),
+    help="rolling: new instances start next to the old ones (no gap); "
+    "stop-first: the old ones stop first (a short gap, never two writers).",
+)
 @json_option
 def update(
     app: str | None,
     memory: str | None,
     health_check: str | None,
     deploy_branch: str | None,
+    deploy_strategy: str | None,
     as_json: bool,
 ) -> None:
     """Change an app's settings. A new memory limit applies to running instances at once.
@@ -157,6 +168,7 @@ def update(
     Examples:
       slipway apps:update -a hello --memory 256M
       slipway apps:update -a hello --health-check /health --deploy-branch production
+      slipway apps:update -a hello --deploy-strategy stop-first
     """
     changes: dict[str, Any] = {}
     if memory is not None:
@@ -165,13 +177,17 @@ def update(
         changes["health_check_path"] = None if health_check.lower() == "none" else health_check
     if deploy_branch is not None:
         changes["deploy_branch"] = deploy_branch
+    if deploy_strategy is not None:
+        changes["deploy_strategy"] = deploy_strategy
     if not changes:
-        raise CliError("nothing to change: give --memory, --health-check or --deploy-branch")
+        raise CliError(
+            "nothing to change: give --memory, --health-check, --deploy-branch or --deploy-strategy"
+        )
     data = Client.from_environment().patch(f"/apps/{resolve_app(app)}", changes)
     if as_json:
         print_json(data)
         return
-    print_fields(data, ["name", "memory", "health_check_path", "deploy_branch"])
+    print_fields(data, ["name", "memory", "health_check_path", "deploy_branch", "deploy_strategy"])
 
 
 @apps.command("destroy")

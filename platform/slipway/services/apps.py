@@ -17,6 +17,7 @@ from slipway.config import Settings, parse_size
 from slipway.models import App, Deploy, Instance, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
+from slipway.models.app import DEPLOY_STRATEGIES
 from slipway.runtime.base import LABEL_APP, ContainerError, Limits
 from slipway.services import app_files, logs
 from slipway.services.errors import Conflict, Invalid, NotFound
@@ -179,6 +180,7 @@ def _view(
         "memory": app.memory,
         "health_check_path": app.health_check_path,
         "deploy_branch": app.deploy_branch,
+        "deploy_strategy": app.deploy_strategy,
         "created_at": app.created_at.isoformat(),
     }
 
@@ -252,7 +254,7 @@ def _no_deploy_running(app: App, adapters: Adapters, settings: Settings) -> Iter
 MIN_MEMORY = 32 * 1024**2
 BRANCH_RE = re.compile(r"^(?!/|.*//|.*\.\.|.*/$|.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
 HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}$")
-SETTINGS = ("memory", "health_check_path", "deploy_branch")
+SETTINGS = ("memory", "health_check_path", "deploy_branch", "deploy_strategy")
 
 
 def update_app(
@@ -261,8 +263,9 @@ def update_app(
     """Change the app's own settings; a new memory limit applies to its running instances at once.
 
     ``memory`` (bytes, or a size such as ``"256M"``), ``health_check_path`` (``null`` for none:
-    an instance is live once its port accepts connections) and ``deploy_branch`` (the branch a
-    `git push` deploys).
+    an instance is live once its port accepts connections), ``deploy_branch`` (the branch a
+    `git push` deploys) and ``deploy_strategy`` (``rolling`` or ``stop-first``; the next roll
+    uses it).
     """
     unknown = sorted(set(changes) - set(SETTINGS))
     if unknown:
@@ -279,6 +282,8 @@ def update_app(
         if not (isinstance(branch, str) and BRANCH_RE.match(branch)):
             raise Invalid(f"{branch!r} is not a valid git branch name.")
         app.deploy_branch = branch
+    if "deploy_strategy" in changes:
+        app.deploy_strategy = check_deploy_strategy(changes["deploy_strategy"])
     session.flush()
     if "memory" in changes:
         limits = Limits(memory=app.memory, pids=settings.instance_pids)
@@ -286,6 +291,12 @@ def update_app(
             if instance.container_id:
                 adapters.runtime.update_limits(instance.container_id, limits)
     return app
+
+
+def check_deploy_strategy(value: object) -> str:
+    if value not in DEPLOY_STRATEGIES:
+        raise Invalid(f"deploy_strategy is {' or '.join(DEPLOY_STRATEGIES)}, not {value!r}.")
+    return str(value)
 
 
 def _memory(value: object) -> int:

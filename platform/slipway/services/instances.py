@@ -22,6 +22,7 @@ from slipway.adapters import Adapters
 from slipway.appuser import made_for_another_uid
 from slipway.config import Settings
 from slipway.models import App, Instance, Release
+from slipway.models.app import STOP_FIRST
 from slipway.models.instance import CRASHED, DRAINING, LIVE, STARTING, STOPPED
 from slipway.runtime import platform_id as runtime_platform_id
 from slipway.runtime.base import (
@@ -384,11 +385,15 @@ def roll(
     log: Log,
     before_switch: Callable[[], None] | None = None,
 ) -> None:
-    """Run the app's formation on ``release`` and retire everything else (zero downtime).
+    """Run the app's formation on ``release`` and retire everything else.
 
     New web instances must pass the release's app.json health checks, whatever made the roll:
     a deploy, a config change or a rollback. ``before_switch`` runs once they are live; if it
-    raises (a cancelled deploy), they are undone and the old ones keep serving.
+    raises (a cancelled deploy), they are undone.
+
+    The app's deploy strategy says when the old instances stop: ``rolling`` (zero downtime)
+    after the new ones serve, and a failure leaves the old ones serving; ``stop-first`` before
+    the new ones start (see :func:`roll_stop_first`).
     """
     old = running_instances(session, app)
     wanted = [
@@ -396,8 +401,26 @@ def roll(
         for process_type, count in formation_plan(app, release, log)
         for index in range(1, count + 1)
     ]
-    checks = web_checks(release)
-    new = start_group(session, adapters, settings, app, release, wanted, log, checks)
+    if app.deploy_strategy == STOP_FIRST and old:
+        roll_stop_first(session, adapters, settings, app, release, wanted, old, log, before_switch)
+        return
+    new = start_checked(session, adapters, settings, app, release, wanted, log, before_switch)
+    switch_and_drain(session, adapters, settings, app, release, new, old, log)
+
+
+def start_checked(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    wanted: list[tuple[str, int]],
+    log: Log,
+    before_switch: Callable[[], None] | None = None,
+) -> list[Instance]:
+    """:func:`start_group` with the release's health checks, then ``before_switch``; if that
+    raises, the new instances are undone."""
+    new = start_group(session, adapters, settings, app, release, wanted, log, web_checks(release))
     if before_switch is not None:
         try:
             before_switch()
@@ -406,7 +429,116 @@ def roll(
             for instance in new:
                 _undo(session, adapters, instance, log)
             raise
-    switch_and_drain(session, adapters, settings, app, release, new, old, log)
+    return new
+
+
+def roll_stop_first(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    wanted: list[tuple[str, int]],
+    old: list[Instance],
+    log: Log,
+    before_switch: Callable[[], None] | None = None,
+) -> None:
+    """Stop every old instance, then start the new ones: never two releases at once (for
+    single-writer software sharing a space), at the price of a gap in which the router answers
+    503. If the new instances fail, the previous release is started again.
+
+    The old rows stay (``draining``) until the end, so new rows never take their ids.
+    """
+    previous = app.current_release
+    log("-----> Stopping the running instances first (deploy strategy stop-first)")
+    stop_routing(session, adapters, old)
+    gap = time.monotonic()
+    try:
+        stop_containers(session, adapters, settings, old, log)
+        new = start_checked(session, adapters, settings, app, release, wanted, log, before_switch)
+        switch_and_drain(session, adapters, settings, app, release, new, [], log)
+    except Exception as exc:
+        session.rollback()
+        restarted = bring_back(session, adapters, settings, app, previous, log)
+        retire_all(session, adapters, old)
+        if not isinstance(exc, StartFailed):
+            raise  # a cancelled deploy stays cancelled
+        if restarted:
+            raise StartFailed(f"{exc} The previous release v{restarted} runs again.") from exc
+        raise StartFailed(
+            f"{exc} The previous release could not be started again either: the app is down "
+            "until a deploy or a rollback succeeds."
+        ) from exc
+    retire_all(session, adapters, old)
+    log(f"       (stop-first: {time.monotonic() - gap:.1f} s without a running web instance)")
+
+
+def stop_containers(
+    session: Session, adapters: Adapters, settings: Settings, old: list[Instance], log: Log
+) -> None:
+    """Give ``old`` (no longer routed to) the drain grace, keep their logs, stop their
+    containers; their rows and volumes stay until :func:`retire_all`."""
+    time.sleep(settings.drain_grace)
+    for instance in old:
+        name = f"{instance.process_type}.{instance.index}"
+        log(f"-----> Stopping {name} of the previous release")
+        keep_logs(settings, adapters.volumes, instance)
+        if instance.container_id:
+            try:
+                adapters.runtime.stop(instance.container_id)
+            except Exception as exc:  # it may still run: starting a second writer is no option
+                message = f"{name} of the previous release could not be stopped: {exc}"
+                raise StartFailed(message) from exc
+
+
+def retire_all(session: Session, adapters: Adapters, old: list[Instance]) -> None:
+    for instance in old:
+        try:
+            session.refresh(instance)
+            retire(session, adapters, instance)
+        except Exception as exc:  # the reconciler removes what is left
+            logger.warning("could not remove %s: %s", instance.container_name, exc)
+            session.rollback()
+
+
+def stop_routing(session: Session, adapters: Adapters, old: list[Instance]) -> None:
+    """Take ``old`` out of the router before they stop: it answers 503, never a dead port."""
+    for instance in old:
+        instance.state = DRAINING
+    session.flush()
+    try:
+        adapters.router.apply(routes_from_db(session))
+    except Exception as exc:
+        session.rollback()
+        raise StartFailed(f"The router could not be updated: {exc}") from exc
+    session.commit()
+
+
+def bring_back(
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    previous: Release | None,
+    log: Log,
+) -> int | None:
+    """After a failed stop-first roll: start ``previous`` again; its version, or None."""
+    if previous is None:
+        return None
+    log(f"-----> Starting v{previous.version} again")
+    wanted = [
+        (process_type, index)
+        for process_type, count in formation_plan(app, previous, log)
+        for index in range(1, count + 1)
+    ]
+    try:
+        back = start_checked(session, adapters, settings, app, previous, wanted, log)
+        switch_and_drain(session, adapters, settings, app, previous, back, [], log)
+    except Exception as exc:
+        logger.warning("%s: v%s did not start again: %s", app.name, previous.version, exc)
+        log(f"-----> v{previous.version} did not start again: {exc}")
+        return None
+    return previous.version
 
 
 def scale_to_formation(
