@@ -133,47 +133,55 @@ def prepare_instance_volume(root: Path, slug: Path, process_type: str, env: dict
         beneath.write_new(root_fd, SUPERVISOR_CONF, conf, 0o644, owner)
 
 
-def pack_slug(output_dir: Path, slug: Path) -> None:
+def pack_slug(output_dir: Path, slug: Path, leave_out: tuple[str, ...] = ()) -> None:
     """Pack a build's OUTPUT into a slug: a zstd tarball, paths relative to the app root.
 
     GNU tar and zstd do it in a fraction of the time Python's tarfile and gzip take (a Python
     app's virtualenv: about 0.1 s instead of 0.75 s), and every entry is stored as mop's. The
     tree is mop's, so tar reads it as mop (what it can read, the app could already); root only
-    opens the slug file it writes into.
+    opens the slug file it writes into. ``leave_out`` names top-level entries kept out of it
+    (the assets directory, packed on its own).
     """
-    tmp = slug.with_name(slug.name + ".part")
+    with beneath.opened(beneath.open_root(output_dir)) as tree:
+        pack_tree(tree, slug, "pack the slug", ("lost+found", *leave_out))
+
+
+def pack_tree(tree_fd: int, target: Path, what: str, leave_out: tuple[str, ...] = ()) -> None:
+    """Pack the directory ``tree_fd`` (mop's) into the zstd tarball ``target`` as a slug is
+    packed: as mop, every entry stored as mop's, written under a temporary name."""
+    tmp = target.with_name(target.name + ".part")
     tmp.unlink(missing_ok=True)  # a leftover of a worker that died while packing
     try:
-        with (
-            beneath.opened(beneath.open_root(output_dir)) as tree,
-            tmp.open("xb") as out,
-        ):
+        with tmp.open("xb") as out:
             _tar_as_app(
                 ["--create", "--file=-", "--sort=name"]
                 + [f"--owner={MOP_UID}", f"--group={MOP_GID}", "--numeric-owner"]
-                + ["--exclude=./lost+found", f"--use-compress-program={SLUG_COMPRESSOR}", "."],
-                "pack the slug",
-                tree,
+                + [f"--exclude=./{name}" for name in leave_out]
+                + [f"--use-compress-program={SLUG_COMPRESSOR}", "."],
+                what,
+                tree_fd,
                 app_owner(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
             )
-        os.replace(tmp, slug)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def unpack_slug(slug: Path, target: Path) -> None:
+def unpack_slug(slug: Path, target: Path, what: str = "unpack the slug") -> None:
     """Unpack a slug into ``target``, a directory the platform made (created if missing)."""
     owner = app_owner()
     target.mkdir(parents=True, exist_ok=True)
     with beneath.opened(beneath.open_root(target)) as target_fd:
         if owner is not None:
             os.fchown(target_fd, *owner)
-        unpack_slug_into(slug, target_fd, owner)
+        unpack_slug_into(slug, target_fd, owner, what)
 
 
-def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int] | None) -> None:
+def unpack_slug_into(
+    slug: Path, target_fd: int, owner: tuple[int, int] | None, what: str = "unpack the slug"
+) -> None:
     """Unpack a slug (zstd, or gzip from older releases) into the directory ``target_fd``.
 
     A slug is the app's own output, so GNU tar unpacks it as the app's user (``owner``; None: as
@@ -190,7 +198,7 @@ def unpack_slug_into(slug: Path, target_fd: int, owner: tuple[int, int] | None) 
         )
         _tar_as_app(
             ["--extract", "--file=-", *compression, "--no-same-owner", "--preserve-permissions"],
-            "unpack the slug",
+            what,
             target_fd,
             owner,
             stdin=source,
@@ -207,6 +215,24 @@ def app_owner() -> tuple[int, int] | None:
     return (MOP_UID, MOP_GID) if os.geteuid() == 0 else None
 
 
+def inside_as(directory_fd: int, owner: tuple[int, int] | None) -> dict[str, Any]:
+    """``subprocess`` options that run a child as ``owner`` (None: as this process) inside the
+    directory ``directory_fd``.
+
+    The child changes into the directory through its own descriptor (``/proc/self/fd/N``,
+    before it drops root), so no path of the tree is looked up.
+    """
+    switch: dict[str, Any] = {}
+    if owner is not None:
+        switch = {"user": owner[0], "group": owner[1], "extra_groups": []}
+    return {
+        "cwd": f"/proc/self/fd/{directory_fd}",
+        "pass_fds": (directory_fd,),
+        "umask": 0o022,
+        **switch,
+    }
+
+
 def _tar_as_app(
     args: list[str],
     what: str,
@@ -215,27 +241,17 @@ def _tar_as_app(
     stdin: IO[bytes] | int,
     stdout: IO[bytes] | int,
 ) -> None:
-    """Run GNU tar as ``owner`` (None: as this process) inside the directory ``directory_fd``.
-
-    The child changes into the directory through its own descriptor (``/proc/self/fd/N``,
-    before it drops root), so no path of the tree is looked up; tar's stdin or stdout is the
-    slug file root opened.
-    """
-    switch: dict[str, Any] = {}
-    if owner is not None:
-        switch = {"user": owner[0], "group": owner[1], "extra_groups": []}
+    """Run GNU tar as ``owner`` (None: as this process) inside the directory ``directory_fd``
+    (see :func:`inside_as`); tar's stdin or stdout is the slug file root opened."""
     try:
         done = subprocess.run(
             ["tar", *args],
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,
-            cwd=f"/proc/self/fd/{directory_fd}",
-            pass_fds=(directory_fd,),
-            umask=0o022,
             timeout=TAR_TIMEOUT,
             check=False,
-            **switch,
+            **inside_as(directory_fd, owner),
         )
     except subprocess.TimeoutExpired as exc:
         raise SlugError(f"Could not {what}: tar took longer than {TAR_TIMEOUT} seconds.") from exc
@@ -243,7 +259,7 @@ def _tar_as_app(
         stderr = done.stderr.decode(errors="replace")
         reason = " ".join(stderr.split())[-300:] or f"exit status {done.returncode}"
         if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
-            where = "the platform's disk" if what.startswith("pack") else "the instance volume"
+            where = "the instance volume" if what == "unpack the slug" else "the platform's disk"
             raise SlugError(f"Could not {what}: {where} is full ({reason}).")
         raise SlugError(f"Could not {what}: {reason}")
 
