@@ -68,6 +68,8 @@ class Settings:
     # Scheduled backups of every space every interval seconds (0: never), the last N kept.
     space_backup_interval: int = 86400
     space_backup_keep: int = 7
+    # The largest backup file `spaces:restore` accepts (it is kept on disk while it is checked).
+    space_restore_max_size: int = 16 * 1024**3
     # Images: the tree under images/ in the source checkout
     image_prefix: str = "slipway/"
     images_dir: Path = Path(__file__).resolve().parents[2] / "images"
@@ -198,6 +200,7 @@ class Settings:
             space_default_size=parse_size(_env("SLIPWAY_SPACE_DEFAULT_SIZE", "1G")),
             space_backup_interval=int(_env("SLIPWAY_SPACE_BACKUP_INTERVAL", "86400")),
             space_backup_keep=int(_env("SLIPWAY_SPACE_BACKUP_KEEP", "7")),
+            space_restore_max_size=parse_size(_env("SLIPWAY_SPACE_RESTORE_MAX_SIZE", "16G")),
             image_prefix=_env("SLIPWAY_IMAGE_PREFIX", d.image_prefix),
             images_dir=Path(_env("SLIPWAY_IMAGES_DIR", str(d.images_dir))),
             build_timeout=int(_env("SLIPWAY_BUILD_TIMEOUT", str(d.build_timeout))),
