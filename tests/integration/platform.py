@@ -154,7 +154,8 @@ def remove_containers_of(data_dir: Path) -> None:
 
 
 def release_volumes_of(settings: Settings) -> None:
-    """Destroy the platform's volumes, then unmount anything still mounted under the data dir."""
+    """Destroy the platform's volumes, unmount its spaces and their pool, then anything still
+    mounted under the data dir."""
     from slipway.volumes import get_volume_provider
 
     with contextlib.suppress(Exception):
@@ -162,6 +163,11 @@ def release_volumes_of(settings: Settings) -> None:
         for volume in provider.list():
             with contextlib.suppress(Exception):
                 provider.destroy(volume.name)
+    if settings.spaces_provider == "btrfs":
+        from slipway.volumes.btrfs_spaces import BtrfsSpaces
+
+        with contextlib.suppress(Exception):
+            BtrfsSpaces(settings.spaces_dir, settings.spaces_pool_size).unmount_all()
     prefix = str(settings.data_dir) + "/"
     mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     for target in sorted((m for m in mounted if m.startswith(prefix)), reverse=True):

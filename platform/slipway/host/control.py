@@ -173,6 +173,9 @@ def prepare(settings: Settings) -> str | None:
     except RuntimeUnavailable as exc:
         raise HostError(preflight.docker_message()) from exc
     adapters.volumes.recover()
+    # Spaces outlive a host restart: their pool and filesystems are mounted again before
+    # anything starts a container that binds them.
+    adapters.spaces.recover()
     NginxRouter(settings).ensure_config()
     return token
 
