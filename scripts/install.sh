@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io debootstrap e2fsprogs git nginx redis-server supervisor util-linux
+packages=(docker.io debootstrap e2fsprogs btrfs-progs git nginx redis-server supervisor util-linux
           ca-certificates curl python3-venv tar zstd)
 if [ "${1:-}" = "--test" ]; then
   packages+=(postgresql chromium chromium-driver wrk)
