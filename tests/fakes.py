@@ -13,6 +13,7 @@ import hashlib
 import io
 import itertools
 import queue
+import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from slipway.services.artifacts import FilesystemArtifacts
 from slipway.services.runtimes.node import Dist
 from slipway.services.runtimes.semver import Version
 from slipway.volumes.base import Volume, VolumeUsage
+from slipway.volumes.spaces import SpaceError, SpaceUsage
 
 
 @dataclass
@@ -190,6 +192,76 @@ class FakeVolumes:
 
 
 @dataclass
+class FakeSpaces:
+    """Spaces as plain directories under ``root`` (copied to checkpoint and fork), no cap
+    enforced; ``fail`` makes the next call of that method raise SpaceError."""
+
+    root: Path
+    name: str = "fake"
+    copies: bool = True
+    sizes: dict[str, int] = field(default_factory=dict)
+    fail: set[str] = field(default_factory=set)
+
+    def _live(self, key: str) -> Path:
+        return self.root / "live" / key / "tree"
+
+    def _checkpoint(self, key: str, checkpoint: str) -> Path:
+        return self.root / "checkpoints" / key / checkpoint / "tree"
+
+    def _check(self, method: str) -> None:
+        if method in self.fail:
+            self.fail.discard(method)
+            raise SpaceError(f"fake {method} failed")
+
+    def create(self, key: str, size: int) -> Path:
+        self._check("create")
+        self._live(key).mkdir(parents=True)
+        self.sizes[key] = size
+        return self._live(key)
+
+    def tree(self, key: str) -> Path:
+        if not self._live(key).is_dir():
+            raise SpaceError(f"space {key} is not mounted")
+        return self._live(key)
+
+    def exists(self, key: str) -> bool:
+        return key in self.sizes
+
+    def checkpoint(self, key: str, checkpoint: str) -> None:
+        self._check("checkpoint")
+        shutil.copytree(self.tree(key), self._checkpoint(key, checkpoint))
+
+    def checkpoint_tree(self, key: str, checkpoint: str) -> Path:
+        return self._checkpoint(key, checkpoint)
+
+    def delete_checkpoint(self, key: str, checkpoint: str) -> None:
+        shutil.rmtree(self._checkpoint(key, checkpoint).parent, ignore_errors=True)
+
+    def fork(self, key: str, checkpoint: str | None, new_key: str) -> Path:
+        self._check("fork")
+        source = self.tree(key) if checkpoint is None else self._checkpoint(key, checkpoint)
+        shutil.copytree(source, self._live(new_key))
+        self.sizes[new_key] = self.sizes[key]
+        return self._live(new_key)
+
+    def destroy(self, key: str) -> None:
+        self._check("destroy")
+        shutil.rmtree(self.root / "live" / key, ignore_errors=True)
+        shutil.rmtree(self.root / "checkpoints" / key, ignore_errors=True)
+        self.sizes.pop(key, None)
+
+    def usage(self, key: str) -> SpaceUsage:
+        files = (path for path in self.tree(key).rglob("*") if path.is_file())
+        return SpaceUsage(used=sum(path.stat().st_size for path in files), size=self.sizes[key])
+
+    def keys(self) -> builtins.list[str]:
+        return sorted(self.sizes)
+
+    def recover(self) -> builtins.list[str]:
+        return []
+
+
+@dataclass
 class FakeRouter:
     """Remembers every configuration it was given; ``routes`` is the last one."""
 
@@ -268,13 +340,15 @@ class FakeNodeReleases:
 
 
 def fake_adapters(root: Path) -> Adapters:
-    """Fake runtime, volumes, router and Node.js registry; real artifact files under ``root``."""
+    """Fake runtime, volumes, router, Node.js registry and spaces; real artifact files under
+    ``root``."""
     return Adapters(
         runtime=FakeRuntime(),
         volumes=FakeVolumes(root / "volumes"),
         router=FakeRouter(),
         artifacts=FilesystemArtifacts(root / "artifacts"),
         node_releases=FakeNodeReleases(),
+        space_provider=FakeSpaces(root / "spaces"),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from slipway.models import App, Delivery, Event, Instance, Webhook
+from slipway.models import App, Delivery, Event, Instance, Space, Webhook
 from slipway.models.event import EVENT_TYPES
 from slipway.services.errors import Invalid
 from slipway.services.webhooks import DELIVER_TASK
@@ -24,6 +24,7 @@ def record_event(
     data: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
     instance: Instance | None = None,
+    space: Space | None = None,
 ) -> Event | None:
     """Store an event and queue its webhook deliveries; None if ``dedupe_key`` was seen before.
 
@@ -36,6 +37,7 @@ def record_event(
     event = Event(
         app_id=app.id,
         instance_id=instance.id if instance is not None else None,
+        space_id=space.id if space is not None else None,
         type=type,
         message=message[:MAX_MESSAGE_LENGTH],
         data=data or {},
