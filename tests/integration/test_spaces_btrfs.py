@@ -251,3 +251,24 @@ def test_a_missing_mkfs_btrfs_names_the_package(
     with pytest.raises(SpaceError, match="mkfs.btrfs is not installed .install the btrfs-progs"):
         spaces.create("sp-1", 32 * MB)
     assert not spaces.pool_image.exists()
+
+
+def test_server_up_recovers_spaces_and_teardown_leaves_no_mount() -> None:
+    from tests.integration.platform import own_platform
+
+    with own_platform() as platform:
+        settings = platform.settings
+        spaces = BtrfsSpaces(settings.spaces_dir, settings.spaces_pool_size)
+        (spaces.create("sp-1", 64 * MB) / "a").write_text("kept")
+        spaces.unmount_all()  # what a host restart leaves
+
+        result = platform.server("up")
+
+        assert result.returncode == 0, result.stderr
+        assert spaces.pool in mounted_points()
+        assert (spaces.root / "mounts" / "sp-1" / "tree" / "a").read_text() == "kept"
+        data_dir = platform.data_dir
+    assert not [p for p in mounted_points() if data_dir in p.parents]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout
+    assert str(data_dir) not in loops
+    assert not data_dir.exists()
