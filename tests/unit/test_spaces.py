@@ -15,7 +15,7 @@ from slipway.config import Settings
 from slipway.models import App, Event, Release, Space, SpaceCheckpoint, User
 from slipway.models.event import SPACE_CHECKPOINTED, SPACE_CREATED, SPACE_FORKED, SPACE_NEARLY_FULL
 from slipway.runtime.base import Mount
-from slipway.services import apps, spaces, users
+from slipway.services import apps, reconciler, spaces, users
 from slipway.services.errors import Conflict, Invalid, NotFound
 from slipway.services.releases import ROLL_TASK
 from slipway.tasks import dispatch
@@ -367,3 +367,15 @@ def test_nearly_full_fires_once_at_90_percent_and_rearms_below_85(
         {"space": "db", "used": 900, "size": 1000},
         {"space": "db", "used": 950, "size": 1000},
     ]
+
+
+def test_the_reconciler_pass_checks_how_full_spaces_are(
+    session: Session, adapters: Adapters, settings: Settings, alice: User
+) -> None:
+    db = spaces.create_space(session, adapters, alice, "db", MIN_SIZE)
+    spaces.attach_space(session, db, new_app(session, alice, settings), "data")
+    provider(adapters).sizes[db.key] = 100
+    (provider(adapters).tree(db.key) / "data").write_bytes(b"x" * 95)
+    assert reconciler.reconcile(session, adapters, settings).nearly_full == ["db"]
+    assert reconciler.reconcile(session, adapters, settings).nearly_full == []
+    assert session.scalar(select(Space.nearly_full).where(Space.id == db.id)) is True

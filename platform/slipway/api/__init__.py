@@ -19,6 +19,7 @@ from slipway.api import (
     processes,
     releases,
     run,
+    spaces,
     terminal,
     users,
     webhooks,
@@ -60,6 +61,15 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>/webhooks", webhooks.create_webhook, ["POST"]),
     ("/apps/<name>/webhooks/<int:webhook_id>", webhooks.delete_webhook, ["DELETE"]),
     ("/apps/<name>/webhooks/<int:webhook_id>/deliveries", webhooks.list_deliveries, ["GET"]),
+    ("/apps/<name>/spaces", spaces.app_spaces, ["GET"]),
+    ("/apps/<name>/spaces/<slot>", spaces.detach_space, ["DELETE"]),
+    ("/spaces", spaces.list_spaces, ["GET"]),
+    ("/spaces", spaces.create_space, ["POST"]),
+    ("/spaces/fork", spaces.fork_space, ["POST"]),
+    ("/spaces/<name>", spaces.show_space, ["GET"]),
+    ("/spaces/<name>", spaces.delete_space, ["DELETE"]),
+    ("/spaces/<name>/checkpoints", spaces.create_checkpoint, ["POST"]),
+    ("/spaces/<name>/attach", spaces.attach_space, ["POST"]),
 ]
 
 WEBSOCKETS = {terminal.run_terminal}  # these answer only a websocket handshake

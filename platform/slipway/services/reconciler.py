@@ -8,7 +8,8 @@ It runs on start and periodically. Each pass:
    started them: they would crash-loop until the next deploy), then restarts instances that
    should run but whose container is gone or exited (same release);
 3. removes containers and volumes no row owns;
-4. rewrites the router configuration.
+4. records a nearly-full event for each space that reached 90% of its size;
+5. rewrites the router configuration.
 
 Apps whose deploy lock is held are skipped in step 2: the deploy in progress owns them.
 """
@@ -30,7 +31,7 @@ from slipway.models import App, Deploy, Instance
 from slipway.models.deploy import QUEUED, TERMINAL_STATES
 from slipway.models.instance import CRASHED, LIVE, STARTING, STOPPED
 from slipway.runtime.base import LABEL_INSTANCE, LABEL_KIND, ContainerInfo
-from slipway.services import instances, processes
+from slipway.services import instances, processes, spaces
 from slipway.services.builds import LABEL_DEPLOY, build_volume_names
 from slipway.services.deploy_cancel import clean_up
 from slipway.services.deploys import DeployLog, app_lock, mark_failed
@@ -60,6 +61,7 @@ class ReconcileReport:
     restarted: list[str] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
     removed_volumes: list[str] = field(default_factory=list)
+    nearly_full: list[str] = field(default_factory=list)  # spaces whose event fired
 
 
 def reconcile(
@@ -73,6 +75,7 @@ def reconcile(
     report.removed_half_started, report.restarted = restart_missing(session, adapters, settings)
     report.removed_containers = remove_orphan_containers(session, adapters, settings)
     report.removed_volumes = remove_orphan_volumes(session, adapters)
+    report.nearly_full = spaces.check_nearly_full(session, adapters)
     # Routes are read in a fresh transaction, and read again after they are applied: a deploy
     # that switched meanwhile must not be overwritten by this pass's older view of the rows.
     for _ in range(3):
