@@ -14,6 +14,7 @@ from slipway.cli.processes import logs, open_, ps, scale, url
 from slipway.cli.releases import releases, rollback
 from slipway.cli.run import run
 from slipway.cli.server import server
+from slipway.cli.spaces import spaces
 from slipway.cli.users import tokens, users
 from slipway.cli.webhooks import webhooks
 
@@ -83,6 +84,7 @@ for command in (
     open_,
     url,
     server,
+    spaces,
 ):
     cli.add_command(command)
 
