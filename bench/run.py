@@ -26,6 +26,7 @@ from bench import (
     node_build,
     push_to_live,
     router,
+    spaces,
 )
 from bench.harness import Budget
 from bench.results import Figure, machine, render, write
@@ -40,6 +41,7 @@ FIGURES = (
     "router",
     "memory",
     "control-plane",
+    "spaces",
 )
 
 
@@ -52,6 +54,7 @@ def _figures(args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Fi
         "router": lambda p, b: router.measure(p, b, work, args.runs, args.wrk_seconds),
         "memory": lambda p, b: memory.measure(p, b, work),
         "control-plane": lambda p, b: control_plane.measure(p, b, work, args.apps),
+        "spaces": lambda p, b: spaces.measure(p, b, work, args.runs),
     }
 
 
