@@ -14,6 +14,7 @@ from slipway.cli.processes import logs, open_, ps, scale, url
 from slipway.cli.releases import releases, rollback
 from slipway.cli.run import run
 from slipway.cli.server import server
+from slipway.cli.space_backups import BACKUP_COMMANDS
 from slipway.cli.spaces import spaces
 from slipway.cli.users import tokens, users
 from slipway.cli.webhooks import webhooks
@@ -87,6 +88,10 @@ for command in (
     spaces,
 ):
     cli.add_command(command)
+
+# spaces:backup, spaces:restore and spaces:backups live in cli/space_backups.py.
+for _command in BACKUP_COMMANDS:
+    spaces.add_command(_command)
 
 
 def main() -> None:
