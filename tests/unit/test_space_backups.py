@@ -20,7 +20,7 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import Space, SpaceBackup, User
 from slipway.services import layout, space_backups, spaces, users
-from slipway.services.errors import Conflict, Invalid, TooLarge
+from slipway.services.errors import Conflict, Invalid, NotFound, TooLarge
 from slipway.services.space_backups import BadBackup
 from tests.fakes import FakeSpaces, fake_adapters, migrated_session
 
@@ -259,3 +259,6 @@ def test_backups_outlive_their_space(
     session.commit()
     assert [b.id for b in space_backups.list_backups(session, alice, "data")] == [backup.id]
     assert Path(space_backups.get_backup(session, alice, backup.id, settings).path).is_file()
+    Path(backup.path).unlink()  # removed by hand, as the README says
+    with pytest.raises(NotFound):
+        space_backups.list_backups(session, alice, "data")

@@ -443,11 +443,16 @@ def _unpack(backup: Path, tree: Path, space: Space) -> None:
 
 
 def list_backups(session: Session, user: User, space_name: str) -> list[SpaceBackup]:
-    """The kept backups of the space of that name (it may be gone), newest first."""
+    """The kept backups of the space of that name (it may be gone), newest first; those whose
+    file was removed from the data directory are left out."""
     query = select(SpaceBackup).where(SpaceBackup.space_name == space_name)
     if not user.is_admin:
         query = query.where(SpaceBackup.owner_id == user.id)
-    found = list(session.scalars(query.order_by(SpaceBackup.id.desc())))
+    found = [
+        backup
+        for backup in session.scalars(query.order_by(SpaceBackup.id.desc()))
+        if Path(backup.path).is_file()
+    ]
     if not found:
         spaces.get_space(session, user, space_name)  # NotFound when there is no such space
     return found
