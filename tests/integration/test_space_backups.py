@@ -163,6 +163,16 @@ def test_backups_round_trip_refuse_bad_files_and_keep_the_last_n(
     assert not {n for n in space_names(platform) if n.startswith("bad-")}
     assert space_keys(platform) == keys
 
+    # A name that is taken is refused before the upload is read, and the space is untouched.
+    taken = slipway(platform, "spaces:restore", str(first), "src", check=False)
+    assert taken.returncode == 1 and "already exists" in taken.stderr, taken.stderr
+
+    # The API names the type and a file name.
+    with platform.api("GET", "/spaces/src/backup", stream=True) as response:
+        assert response.headers["Content-Type"] == "application/zstd"
+        assert 'filename="src-' in response.headers["Content-Disposition"]
+        assert sum(len(chunk) for chunk in response.iter_content(1024**2)) > 40 * M
+
     # Too big for the size asked: refused while unpacking, and the new space is gone.
     result = slipway(platform, "spaces:restore", str(first), "tiny", "--size", "32M", check=False)
     assert result.returncode == 1

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from slipway.adapters import Adapters
 from slipway.config import Settings
-from slipway.models import Space, SpaceBackup, User
-from slipway.services import layout, space_backups, spaces, users
+from slipway.models import Event, Space, SpaceBackup, User
+from slipway.models.event import SPACE_BACKED_UP
+from slipway.services import apps, layout, space_backups, spaces, users
 from slipway.services.errors import Conflict, Invalid, NotFound, TooLarge
 from slipway.services.space_backups import BadBackup
 from tests.fakes import FakeSpaces, fake_adapters, migrated_session
@@ -262,3 +263,21 @@ def test_backups_outlive_their_space(
     Path(backup.path).unlink()  # removed by hand, as the README says
     with pytest.raises(NotFound):
         space_backups.list_backups(session, alice, "data")
+
+
+def test_a_backup_of_an_attached_space_is_an_event_of_its_app(
+    session: Session, adapters: Adapters, settings: Settings, alice: User
+) -> None:
+    space = spaces.create_space(session, adapters, alice, "data", 64 * M)
+    fill(adapters, space)
+    blog = apps.create_app(session, alice, "blog", settings)
+    spaces.attach_space(session, space, blog, "data")
+    backup = space_backups.write_backup(session, adapters, settings, space, scheduled=True)
+    found = session.scalars(select(Event).where(Event.type == SPACE_BACKED_UP)).all()
+    assert [(e.app_id, e.space_id) for e in found] == [(blog.id, space.id)]
+    assert found[0].data == {
+        "space": "data",
+        "size": backup.size,
+        "sha256": backup.sha256,
+        "scheduled": True,
+    }
