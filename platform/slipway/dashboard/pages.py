@@ -1,4 +1,5 @@
-"""The pages: the apps list, a new app, an app, one deploy. Reads only; forms are in actions."""
+"""The pages: the apps list, a new app, an app, one deploy, the spaces. Reads only; forms are in
+actions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from slipway.dashboard.auth import current_user
 from slipway.dashboard.context import adapters, db, settings, transactional
 from slipway.models import App, Instance
 from slipway.models.event import EVENT_TYPES
-from slipway.services import apps, events, processes, releases, webhooks
+from slipway.services import apps, events, processes, releases, spaces, webhooks
 from slipway.services import logs as app_logs
 
 LOG_LINES = 200
@@ -73,7 +74,31 @@ def app_page(name: str) -> str:
         logs="\n".join(app_logs.tail(log_sources(session, app), LOG_LINES)),
         log_lines=LOG_LINES,
         max_upload=settings().max_upload_size,
+        spaces=_attached_spaces(session, app),
     )
+
+
+def _attached_spaces(session: Session, app: App) -> list[dict[str, Any]]:
+    found = adapters()
+    return [
+        {
+            "attachment": attachment,
+            "usage": spaces.space_usage(found, attachment.space),
+            "mount": f"{spaces.SPACES_ROOT}/{attachment.slot}/tree",
+        }
+        for attachment in spaces.attachments_of(session, app)
+    ]
+
+
+@bp.route("/spaces")
+def spaces_page() -> str:
+    found = adapters()
+    rows = [
+        (space, spaces.space_usage(found, space))
+        for space in spaces.list_spaces(db(), current_user())
+    ]
+    copies = found.space_provider.copies if found.space_provider is not None else False
+    return render_template("dashboard/spaces.html", rows=rows, copies=copies)
 
 
 def _instance_row(instance: Instance) -> dict[str, Any]:
