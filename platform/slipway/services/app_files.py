@@ -1,4 +1,5 @@
-"""The files an app leaves on the host outside the database: build cache, git repository, logs.
+"""The files an app leaves on the host outside the database: build cache, git repository, logs,
+unpacked assets.
 
 They go with the app, and a new app that takes a freed name is first cleared of any that are
 still there (a platform that crashed half-way through a removal leaves some), so it starts empty.
@@ -58,8 +59,10 @@ def remove_files(paths: Iterable[Path], inside: Path) -> None:
 
 
 def remove_app_files(settings: Settings, app: str, log_folder: str | None = None) -> None:
-    """Remove the app's build cache, git repository and (with its folder name) kept logs."""
+    """Remove the app's build cache, git repository, unpacked assets and (with its folder name)
+    kept logs."""
     remove_tree(cache_path(settings, app))
+    remove_tree(settings.assets_dir / app)
     for path in git_paths(settings, app):
         remove_tree(path)
     if log_folder:

@@ -19,6 +19,7 @@ from slipway.runtime.base import LABEL_APP, LABEL_KIND, BuildSpec, Limits, Mount
 from slipway.services import (
     appjson,
     archives,
+    assets,
     java_versions,
     layout,
     php_versions,
@@ -48,6 +49,7 @@ class BuildOutput:
     process_types: dict[str, str]
     app_json: appjson.AppJson
     node_version: str = ""  # the Node.js release of a node app ("" before releases had one)
+    assets_path: Path | None = None  # the output's assets/ directory, packed on its own
 
 
 def build_volume_names(deploy_id: int) -> tuple[str, str]:
@@ -94,14 +96,32 @@ def build(
             spec.mounts.append(node.mount(settings, node_version))
             spec.env |= node.build_env(node_version, settings.npm_registry)
         _run(adapters, settings, spec, log)
+        assets_path = pack_assets(adapters, app, output_volume.path, log)
         slug = adapters.artifacts.new_slug_path(app)
         log("-----> Packing the slug")
-        layout.pack_slug(output_volume.path, slug)
+        try:
+            layout.pack_slug(output_volume.path, slug, (assets.ASSETS,) if assets_path else ())
+        except Exception:
+            if assets_path:
+                adapters.artifacts.delete(assets_path)
+            raise
         log(f"       {slug.stat().st_size / 1024**2:.1f} MB")
-        return BuildOutput(slug, stack, process_types, app_json, node_version)
+        return BuildOutput(slug, stack, process_types, app_json, node_version, assets_path)
     finally:
         for name in names:
             _destroy_quietly(adapters, name, log)
+
+
+def pack_assets(adapters: Adapters, app: str, output: Path, log: Log) -> Path | None:
+    """The output's top-level assets/ directory packed into an artifact of its own (it is
+    mounted read-only at /mnt/assets, not part of the slug); None without one."""
+    if not assets.has_assets(output):
+        return None
+    path = adapters.artifacts.new_assets_path(app)
+    log(f"-----> Packing assets/ (mounted read-only at {assets.MOUNT_POINT}, not in the slug)")
+    assets.pack_assets(output, path)
+    log(f"       {path.stat().st_size / 1024**2:.1f} MB")
+    return path
 
 
 # The config vars a build gets (Heroku shows a build all of them): the switches build scripts

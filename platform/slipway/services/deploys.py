@@ -279,11 +279,14 @@ def _pipeline(
         _check_not_cancelled(session, deploy)
     except Exception:
         adapters.artifacts.delete(output.slug_path)  # no release will ever point at it
+        if output.assets_path:
+            adapters.artifacts.delete(output.assets_path)
         raise
     release = releases.create_release(
         session,
         app,
         slug_path=str(output.slug_path),
+        assets_path=str(output.assets_path or ""),
         stack=output.stack,
         node_version=output.node_version,
         config=config,
@@ -460,7 +463,7 @@ def mark_failed(session: Session, deploy: Deploy, error: str) -> None:
 
 def _prune_quietly(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:
     try:
-        prune.prune_app(session, app, adapters.artifacts, settings.keep_releases)
+        prune.prune_app(session, app, adapters.artifacts, settings.keep_releases, settings)
         session.commit()
     except Exception as exc:  # disk hygiene never fails a deploy that is already live
         logger.warning("pruning %s failed: %s", app.name, exc)

@@ -35,7 +35,7 @@ from slipway.runtime.base import (
     Limits,
     Mount,
 )
-from slipway.services import layout
+from slipway.services import assets, layout
 from slipway.services.appjson import HealthCheck
 from slipway.services.archives import PROCESS_TYPE, RELEASE_TYPE
 from slipway.services.errors import Invalid, SlipwayError
@@ -119,7 +119,7 @@ def launch(
         f"{instance.process_type}.{instance.index}",
         instance.process_type,
     )
-    mounts = []
+    mounts = assets.mounts(settings, app.name, release)  # /mnt/assets, read-only
     if release.node_version:
         registry = node.registry_of(settings, adapters.node_releases)
         node.ensure(settings, registry, release.node_version)  # a new host fetches it once

@@ -59,6 +59,7 @@ def create_release(
     health_checks: list[dict[str, Any]] | None = None,
     deploy_id: int | None = None,
     node_version: str = "",
+    assets_path: str = "",
 ) -> Release:
     """Write release v(N+1) of the app; the caller decides when instances move onto it."""
     release = Release(
@@ -67,6 +68,7 @@ def create_release(
         slug_path=slug_path,
         stack=stack,
         node_version=node_version,
+        assets_path=assets_path,
         config=dict(config),
         process_types=dict(process_types),
         health_checks=list(health_checks or []),
@@ -98,12 +100,13 @@ def rollback(session: Session, app: App, version: object) -> Release:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise Invalid('Send the version to roll back to, like {"version": 3}.')
     target = get_release(session, app, version)
-    if not Path(target.slug_path).is_file():
+    if not all(Path(path).is_file() for path in (target.slug_path, target.assets_path) if path):
         raise Invalid(f"Release v{version} is too old: its slug was pruned.")
     release = create_release(
         session,
         app,
         slug_path=target.slug_path,
+        assets_path=target.assets_path,
         stack=target.stack,
         node_version=target.node_version,
         config=target.config,
@@ -134,6 +137,7 @@ def change_config(session: Session, app: App, changes: object) -> Release | None
         session,
         app,
         slug_path=current.slug_path,
+        assets_path=current.assets_path,
         stack=current.stack,
         node_version=current.node_version,
         config=config,
