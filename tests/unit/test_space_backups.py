@@ -281,3 +281,17 @@ def test_a_backup_of_an_attached_space_is_an_event_of_its_app(
         "sha256": backup.sha256,
         "scheduled": True,
     }
+
+
+def test_a_run_removes_what_dead_runs_left(settings: Settings) -> None:
+    half = settings.backups_dir / "data" / "data-20260101T000000Z.backup.tar.zst.part"
+    incoming = settings.backups_dir / ".incoming"
+    half.parent.mkdir(parents=True)
+    incoming.mkdir()
+    half.write_bytes(b"x")
+    (incoming / "old.part").write_bytes(b"x")
+    (incoming / "new.part").write_bytes(b"x")
+    os.utime(incoming / "old.part", (0, 0))
+    removed = space_backups.remove_leftovers(settings, datetime.now(UTC))
+    assert sorted(path.name for path in removed) == sorted([half.name, "old.part"])
+    assert [path.name for path in incoming.iterdir()] == ["new.part"]

@@ -65,6 +65,7 @@ CHUNK = 256 * 1024
 TAR_CHANGED = 1  # GNU tar: some files changed while read (a live tree); the archive is usable
 CHECK_TIMEOUT = 3600  # seconds for zstd -t or tar -x of one backup
 INCOMING = ".incoming"  # uploads being checked, under backups_dir
+UPLOAD_KEPT_AT_MOST = 86400  # seconds; an upload file older than this belongs to no restore
 
 
 class BadBackup(Invalid):
@@ -523,8 +524,10 @@ def prune_scheduled(session: Session, space_id: int, settings: Settings) -> int:
 def run_scheduled_backups(session: Session, adapters: Adapters, settings: Settings) -> list[str]:
     """Back up every due space (committing after each), keep the last N; the names done.
 
-    One space that fails is logged and skipped; the others still get their backup.
+    One space that fails is logged and skipped; the others still get their backup. The caller
+    holds the schedule's lock, so a ``.part`` file found here was left by a run that died.
     """
+    remove_leftovers(settings, datetime.now(UTC))
     done = []
     for space in due_spaces(session, settings, datetime.now(UTC)):
         try:
@@ -536,3 +539,16 @@ def run_scheduled_backups(session: Session, adapters: Adapters, settings: Settin
             session.rollback()
             logger.exception("scheduled backup of space %s failed", space.name)
     return done
+
+
+def remove_leftovers(settings: Settings, now: datetime) -> list[Path]:
+    """Half-written scheduled backups, and uploads no restore has held for a day; the paths."""
+    root = settings.backups_dir
+    if not root.is_dir():
+        return []
+    stale = [path for path in root.glob("*/*.part") if path.parent.name != INCOMING]
+    old = (now - timedelta(seconds=UPLOAD_KEPT_AT_MOST)).timestamp()
+    stale += [path for path in root.glob(f"{INCOMING}/*.part") if path.stat().st_mtime < old]
+    for path in stale:
+        remove_quietly(path)
+    return stale
