@@ -379,3 +379,13 @@ def test_the_reconciler_pass_checks_how_full_spaces_are(
     assert reconciler.reconcile(session, adapters, settings).nearly_full == ["db"]
     assert reconciler.reconcile(session, adapters, settings).nearly_full == []
     assert session.scalar(select(Space.nearly_full).where(Space.id == db.id)) is True
+
+
+def test_a_user_who_owns_spaces_is_not_deleted_with_them(
+    session: Session, adapters: Adapters, settings: Settings, alice: User
+) -> None:
+    root = users.create_user(session, "root", is_admin=True)
+    spaces.create_space(session, adapters, alice, "db", G)
+    with pytest.raises(Conflict, match=r"^alice owns 1 space\(s\) \(db\); delete them first"):
+        users.delete_user(session, root, "alice", adapters, settings, force=True)
+    assert provider(adapters).keys() != []

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.models import ApiToken, App, User
+from slipway.models import ApiToken, App, Space, User
 from slipway.models.common import utcnow
 from slipway.services.errors import Conflict, Forbidden, Invalid, NotFound
 
@@ -142,6 +142,13 @@ def delete_user(
         raise Conflict(
             f"{username} owns {len(owned)} app(s) ({names}); destroy them first, "
             "or force the deletion to destroy them too."
+        )
+    # Spaces hold data that outlives apps: never deleted along with their owner.
+    kept = list(session.scalars(select(Space.name).where(Space.owner_id == user.id)))
+    if kept:
+        raise Conflict(
+            f"{username} owns {len(kept)} space(s) ({', '.join(sorted(kept))}); "
+            "delete them first with spaces:delete."
         )
     for app in owned:
         apps.delete_app(session, app, adapters, settings)
