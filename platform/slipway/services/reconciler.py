@@ -8,8 +8,8 @@ It runs on start and periodically. Each pass:
    started them: they would crash-loop until the next deploy), then restarts instances that
    should run but whose container is gone or exited (same release);
 3. removes containers and volumes no row owns;
-4. records a nearly-full event for each space that reached 90% of its size;
-5. rewrites the router configuration.
+4. rewrites the router configuration;
+5. records a nearly-full event for each space that reached 90% of its size.
 
 Apps whose deploy lock is held are skipped in step 2: the deploy in progress owns them.
 """
@@ -75,7 +75,6 @@ def reconcile(
     report.removed_half_started, report.restarted = restart_missing(session, adapters, settings)
     report.removed_containers = remove_orphan_containers(session, adapters, settings)
     report.removed_volumes = remove_orphan_volumes(session, adapters)
-    report.nearly_full = spaces.check_nearly_full(session, adapters)
     # Routes are read in a fresh transaction, and read again after they are applied: a deploy
     # that switched meanwhile must not be overwritten by this pass's older view of the rows.
     for _ in range(3):
@@ -85,6 +84,9 @@ def reconcile(
         session.commit()
         if routes_from_db(session) == routes:
             break
+    # Last: a space provider's failure must never keep apps from being routed.
+    report.nearly_full = spaces.check_nearly_full(session, adapters)
+    session.commit()
     return report
 
 

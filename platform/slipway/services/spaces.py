@@ -132,7 +132,7 @@ def space_usage(adapters: Adapters, space: Space) -> SpaceUsage | None:
         return None
     try:
         return adapters.space_provider.usage(space.key)
-    except SpaceError:
+    except (SpaceError, OSError):  # not mounted, or its image is gone: nothing to measure
         return None
 
 
