@@ -295,3 +295,40 @@ def test_a_run_removes_what_dead_runs_left(settings: Settings) -> None:
     removed = space_backups.remove_leftovers(settings, datetime.now(UTC))
     assert sorted(path.name for path in removed) == sorted([half.name, "old.part"])
     assert [path.name for path in incoming.iterdir()] == ["new.part"]
+
+
+def test_a_checkpoint_that_fails_is_one_sentence_before_any_byte(
+    session: Session, adapters: Adapters, alice: User
+) -> None:
+    space = spaces.create_space(session, adapters, alice, "data", 64 * M)
+    provider = adapters.space_provider
+    assert isinstance(provider, FakeSpaces)
+    provider.copies = False
+    provider.fail.add("checkpoint")
+    chunks = space_backups.stream_backup(provider, space)
+    with pytest.raises(spaces.SpaceFailed, match="could not be read for a backup"):
+        next(chunks)
+
+
+def test_a_header_too_small_for_a_space_is_refused(
+    session: Session, adapters: Adapters, settings: Settings, alice: User, tmp_path: Path
+) -> None:
+    (tmp_path / "tree").mkdir()
+    body = space_backups.header_frame("data", 1000, datetime.now(UTC))
+    body += subprocess.run(
+        ["tar", "-c", "--use-compress-program=zstd -q", "-f-", "-C", str(tmp_path / "tree"), "."],
+        capture_output=True,
+        check=True,
+    ).stdout
+    data = body + space_backups.trailer_frame(hashlib.sha256(body).hexdigest())
+    with pytest.raises(Invalid, match="at least 32M"):
+        restore(session, adapters, settings, alice, data, "copy")
+    assert count(session, Space) == 0
+
+
+def test_an_empty_space_round_trips(
+    session: Session, adapters: Adapters, settings: Settings, alice: User
+) -> None:
+    space = spaces.create_space(session, adapters, alice, "data", 64 * M)
+    copy = restore(session, adapters, settings, alice, backup_bytes(adapters, space), "copy")
+    assert list(adapters.spaces.tree(copy.key).iterdir()) == []

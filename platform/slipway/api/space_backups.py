@@ -3,6 +3,7 @@ space), ``/spaces/<name>/backups`` and ``/spaces/backups/<id>`` (the kept ones).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask import Response, jsonify, request, send_file
 from slipway.api.context import adapters, current_user, db, platform, settings
 from slipway.db import session_scope
 from slipway.models import Space, SpaceBackup
+from slipway.models.space import READY
 from slipway.services import space_backups, spaces
 from slipway.services.errors import Conflict
 
@@ -32,7 +34,7 @@ def backup_view(backup: SpaceBackup) -> dict[str, Any]:
 def download_backup(name: str) -> Response:
     """A fresh backup of the space, streamed as it is made."""
     space = spaces.get_space(db(), current_user(), name)
-    if space.state != "ready":
+    if space.state != READY:
         raise Conflict(f"The space {space.name} is still being made; back it up in a moment.")
     space_id = space.id
     factory = platform().session_factory
@@ -44,16 +46,28 @@ def download_backup(name: str) -> Response:
                 space_backups.record_backed_up(session, found, size, sha256)
 
     chunks = space_backups.stream_backup(adapters().spaces, space, backed_up)
+    first = next(chunks)  # the checkpoint is made: a failure still gets a JSON answer
     filename = space_backups.backup_name(space.name, datetime.now(UTC))
-    # Werkzeug closes the generator when the client goes away: tar stops, the checkpoint goes.
     return Response(
-        chunks,
+        _primed(first, chunks),
         mimetype=MIMETYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "X-Accel-Buffering": "no",
         },
     )
+
+
+def _primed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """``first``, then the rest; Werkzeug closes this when the client goes away, and closing
+    ``rest`` stops tar and deletes the checkpoint."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
 
 
 def restore() -> tuple[Response, int]:

@@ -47,7 +47,7 @@ from slipway.models.space import CREATING, READY, Space, SpaceBackup
 from slipway.services import layout, spaces
 from slipway.services.archives import copy_limited, human_size, remove_quietly
 from slipway.services.errors import Conflict, Invalid, NotFound, SlipwayError, TooLarge
-from slipway.volumes.spaces import SpaceProvider
+from slipway.volumes.spaces import SpaceError, SpaceProvider
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ def check_backup_file(path: Path) -> BackupHeader:
             raise BadBackup(
                 "The backup is damaged: its SHA-256 checksum does not match its contents."
             )
-        source.seek(0)
+    # A fresh descriptor: a buffered seek(0) may leave the one above at the end of the file.
+    with path.open("rb") as source:
         _test_compressed(source)
     return header
 
@@ -221,8 +222,8 @@ def _stream(
 ) -> Iterator[bytes]:
     digest = hashlib.sha256(header)
     total = len(header)
-    yield header
-    with _readable_tree(provider, key) as tree:
+    with _readable_tree(provider, name, key) as tree:
+        yield header  # once the checkpoint is made: a caller may take it first to catch errors
         for chunk in _tar_stream(tree, name):
             digest.update(chunk)
             total += len(chunk)
@@ -234,17 +235,26 @@ def _stream(
 
 
 @contextlib.contextmanager
-def _readable_tree(provider: SpaceProvider, key: str) -> Iterator[Path]:
+def _readable_tree(provider: SpaceProvider, name: str, key: str) -> Iterator[Path]:
     """A tree to read: a fresh checkpoint's, or the live one when checkpoints copy."""
-    if provider.copies:
-        yield provider.tree(key)
-        return
-    checkpoint = f"backup-{uuid.uuid4().hex[:12]}"
-    provider.checkpoint(key, checkpoint)
+    checkpoint = None if provider.copies else f"backup-{uuid.uuid4().hex[:12]}"
     try:
-        yield provider.checkpoint_tree(key, checkpoint)
+        if checkpoint is None:
+            tree = provider.tree(key)
+        else:
+            provider.checkpoint(key, checkpoint)
+            tree = provider.checkpoint_tree(key, checkpoint)
+    except SpaceError as exc:
+        if checkpoint is not None:
+            with contextlib.suppress(SpaceError):
+                provider.delete_checkpoint(key, checkpoint)
+        reason = f"The space {name} could not be read for a backup: {exc}."
+        raise spaces.SpaceFailed(reason) from exc
+    try:
+        yield tree
     finally:
-        provider.delete_checkpoint(key, checkpoint)
+        if checkpoint is not None:
+            provider.delete_checkpoint(key, checkpoint)
 
 
 def _tar_stream(tree: Path, name: str) -> Iterator[bytes]:
@@ -367,6 +377,7 @@ def restore_backup(
         raise _too_large(limit)
     with _saved_upload(settings, stream, limit) as path:
         header = check_backup_file(path)
+        spaces.parse_space_size(header.size, 0)  # a header that says less than a space can be
         origin = f"restored from a backup of {header.space} ({header.created_at})"[:255]
         space = spaces.create_space(session, adapters, owner, name, size or header.size, origin)
         space.state = CREATING  # neither backed up nor attached while half-unpacked
