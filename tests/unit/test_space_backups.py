@@ -4,10 +4,13 @@ pruning, on the fake provider of tests/fakes.py (real tar, real zstd)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -332,3 +335,30 @@ def test_an_empty_space_round_trips(
     space = spaces.create_space(session, adapters, alice, "data", 64 * M)
     copy = restore(session, adapters, settings, alice, backup_bytes(adapters, space), "copy")
     assert list(adapters.spaces.tree(copy.key).iterdir()) == []
+
+
+def test_the_reconciler_runs_backups_in_a_thread_and_never_two_at_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.host import reconcile
+
+    stop = threading.Event()
+    assert (
+        reconcile.start_backup_thread(settings.with_overrides(space_backup_interval=0), stop)
+        is None
+    )
+    lock = settings.backups_dir / ".schedule.lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert reconcile.backup_once(settings) == []  # another run holds it: nothing done
+    runs: list[Settings] = []
+    monkeypatch.setattr(reconcile, "backup_once", lambda s: runs.append(s) or ["data"])
+    thread = reconcile.start_backup_thread(settings.with_overrides(space_backup_interval=1), stop)
+    assert thread is not None
+    deadline = time.monotonic() + 10
+    while not runs and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join(5)
+    assert runs and not thread.is_alive()
