@@ -1,12 +1,12 @@
-"""``/apps``: create, list, show and delete apps."""
+"""``/apps``: create, list, show, fork and delete apps."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from slipway.api.body import json_object
 from slipway.api.context import adapters, current_user, db, settings
-from slipway.services import apps
+from slipway.services import app_fork, apps
 
 
 def list_apps() -> Response:
@@ -28,10 +28,34 @@ def show_app(name: str) -> Response:
     return jsonify(apps.app_view(session, app, settings()))
 
 
-def delete_app(name: str) -> tuple[str, int]:
+def delete_app(name: str) -> tuple[str | Response, int]:
+    """``?delete_spaces=1`` deletes the app's spaces too; they are kept otherwise. 204 for an
+    app without spaces, else 200 and what became of them."""
     session = db()
-    apps.delete_app(session, apps.get_app(session, current_user(), name), adapters(), settings())
-    return "", 204
+    app = apps.get_app(session, current_user(), name)
+    delete_spaces = request.args.get("delete_spaces", "") in ("1", "true", "yes")
+    done = apps.delete_app(session, app, adapters(), settings(), delete_spaces=delete_spaces)
+    if not (done.spaces_kept or done.spaces_deleted):
+        return "", 204
+    body = {"name": name, "spaces_kept": done.spaces_kept, "spaces_deleted": done.spaces_deleted}
+    return jsonify(body), 200
+
+
+def fork_app(name: str) -> tuple[Response, int]:
+    """``{"name": NEW}``: a new app of the caller on this app's release, with its spaces forked."""
+    session = db()
+    user = current_user()
+    source = apps.get_app(session, user, name)
+    fork = app_fork.fork_app(
+        session, adapters(), settings(), user, source, json_object().get("name")
+    )
+    view = apps.app_view(session, fork.app, settings())
+    view["forked_from"] = {"app": fork.source, "version": fork.source_version}
+    view["forked_spaces"] = [
+        {"slot": s.slot, "source": s.source, "space": s.space} for s in fork.spaces
+    ]
+    view["forked_release"] = fork.release.version
+    return jsonify(view), 201
 
 
 def update_app(name: str) -> Response:

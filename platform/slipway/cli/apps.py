@@ -12,6 +12,7 @@ import click
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import REMOTE_NAME, app_option, git, resolve_app
 from slipway.cli.output import json_option, print_fields, print_json, print_table
+from slipway.cli.rollout import wait_option, wait_until_live
 
 # The server's models.app.DEPLOY_STRATEGIES (the CLI does not import the models: it stays light).
 DEPLOY_STRATEGIES = ("rolling", "stop-first")
@@ -63,6 +64,7 @@ def apps(ctx: click.Context, as_json: bool) -> None:
     Examples:
       slipway apps
       slipway apps create hello      (or: slipway apps:create hello)
+      slipway apps:fork hello hello-preview
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_apps, as_json=as_json)
@@ -193,21 +195,70 @@ def update(
 @apps.command("destroy")
 @app_option
 @click.option("--confirm", metavar="NAME", help="The app's name, to skip the question.")
-def destroy(app: str | None, confirm: str | None) -> None:
-    """Destroy an app: its instances, volumes, routes and releases.
+@click.option(
+    "--delete-spaces",
+    is_flag=True,
+    help="Delete the spaces attached to the app too (refused if one is another app's as well).",
+)
+def destroy(app: str | None, confirm: str | None, delete_spaces: bool) -> None:
+    """Destroy an app: its instances, volumes, routes and releases. Its spaces are kept
+    unless --delete-spaces.
 
     \b
-    Example:
+    Examples:
       slipway apps:destroy -a hello --confirm hello
+      slipway apps:destroy -a hello-preview --confirm hello-preview --delete-spaces
     """
     name = resolve_app(app)
     if confirm is None:
-        click.echo(f"This destroys {name} and everything it has. It cannot be undone.")
+        spaces = "its spaces too" if delete_spaces else "not its spaces"
+        click.echo(f"This destroys {name} and everything it has ({spaces}). It cannot be undone.")
         confirm = click.prompt("Type the app's name to confirm", default="", show_default=False)
     if confirm != name:
         raise CliError(f"confirmation did not match {name!r}: nothing destroyed")
-    Client.from_environment().delete(f"/apps/{name}")
+    params = {"delete_spaces": "1"} if delete_spaces else None
+    done = Client.from_environment().delete(f"/apps/{name}", params=params) or {}
     click.echo(f"Destroyed {name}.")
+    if done.get("spaces_deleted"):
+        click.echo(f"Deleted spaces: {', '.join(done['spaces_deleted'])}.")
+    kept = done.get("spaces_kept") or []
+    if kept:
+        click.echo(
+            f"Kept spaces: {', '.join(kept)} (delete one with `slipway spaces:delete NAME`)."
+        )
+
+
+@apps.command("fork")
+@click.argument("source")
+@click.argument("new")
+@json_option
+@wait_option
+def fork(source: str, new: str, as_json: bool, no_wait: bool) -> None:
+    """Make a new app on SOURCE's current release and settings, with its spaces forked.
+
+    Each space attached to SOURCE is forked as it is now (in constant time on btrfs) into
+    NEW-SLOT and attached to NEW in the same slot. Waits until NEW serves (--no-wait returns
+    at once).
+
+    \b
+    Example:
+      slipway apps:fork hello hello-preview
+    """
+    client = Client.from_environment()
+    made = client.post(f"/apps/{source}/fork", {"name": new})
+    if as_json:
+        print_json(made)
+    else:
+        origin = made.get("forked_from") or {}
+        click.echo(f"Forked {source} v{origin.get('version')} into {new}.")
+        for space in made.get("forked_spaces") or []:
+            click.echo(
+                f"Space {space['source']} forked into {space['space']} (slot {space['slot']})."
+            )
+    if not no_wait:
+        wait_until_live(client, new, int(made.get("forked_release") or 1))
+    if not as_json:
+        click.echo(f"{new}: {made.get('url') or ''}".rstrip())
 
 
 @click.command("git:remote")

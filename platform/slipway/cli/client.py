@@ -131,8 +131,8 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return _json(self.request("PATCH", path, json=body))
 
-    def delete(self, path: str) -> Any:
-        return _json(self.request("DELETE", path))
+    def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return _json(self.request("DELETE", path, params=params))
 
     def lines(self, path: str, params: dict[str, Any] | None = None) -> Iterator[str]:
         """Stream a text answer line by line, as the server writes it."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,17 +16,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from slipway.config import Settings, parse_size
-from slipway.models import App, Deploy, Instance, User
+from slipway.models import App, Deploy, Instance, Space, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
 from slipway.models.app import DEPLOY_STRATEGIES
 from slipway.runtime.base import LABEL_APP, ContainerError, Limits
 from slipway.services import app_files, logs
-from slipway.services.errors import Conflict, Invalid, NotFound
+from slipway.services.errors import Conflict, Invalid, NotFound, SlipwayError
 from slipway.services.routing import routes_from_db
 
 if TYPE_CHECKING:
     from slipway.adapters import Adapters
+
+logger = logging.getLogger(__name__)
 
 # A DNS label (RFC 1123), starting with a letter so it never looks like a number or an address.
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -185,17 +189,35 @@ def _view(
     }
 
 
-def delete_app(session: Session, app: App, adapters: Adapters, settings: Settings) -> None:
+@dataclass(frozen=True)
+class Destroyed:
+    """What became of the spaces attached to a destroyed app (by name)."""
+
+    spaces_kept: list[str] = field(default_factory=list)
+    spaces_deleted: list[str] = field(default_factory=list)
+
+
+def delete_app(
+    session: Session,
+    app: App,
+    adapters: Adapters,
+    settings: Settings,
+    delete_spaces: bool = False,
+) -> Destroyed:
     """Remove the app and everything that belongs to it.
 
     Its containers (builds and one-off runs included) are stopped, its running deploy is
     waited for (stopping its build makes it end), then its instances' volumes, route, sources,
-    slugs, build cache, git repository and logs go; releases, deploys, events and webhooks go
-    with its row. A new app of the same name starts empty.
+    slugs, unpacked assets, build cache, git repository and logs go; releases, deploys, events,
+    webhooks and space attachments go with its row. A new app of the same name starts empty.
+
+    Its spaces stay (they are their owner's, not the app's) unless ``delete_spaces``: then
+    they are deleted too, refused before anything goes if one is attached to another app.
     """
     from slipway.services.builds import build_volume_names
     from slipway.services.deploys import log_dir
 
+    attached = _attached_spaces(session, app, delete_spaces)
     with _no_deploy_running(app, adapters, settings):
         for instance in app.instances:
             adapters.volumes.destroy(instance.volume_name)
@@ -213,6 +235,46 @@ def delete_app(session: Session, app: App, adapters: Adapters, settings: Setting
     adapters.artifacts.delete_app(app.name)
     app_files.remove_app_files(settings, app.name, log_folder)
     app_files.remove_files(deploy_logs, log_dir(settings))
+    if not delete_spaces:
+        return Destroyed(spaces_kept=[space.name for space in attached])
+    return _delete_spaces(session, adapters, app.name, attached)
+
+
+def _attached_spaces(session: Session, app: App, deleting: bool) -> list[Space]:
+    """The spaces attached to the app; when they are to be deleted, Conflict if one is also
+    another app's."""
+    from slipway.services.spaces import attachments_of
+
+    found = {a.space.id: a.space for a in attachments_of(session, app)}
+    attached = sorted(found.values(), key=lambda space: space.name)
+    if deleting:
+        for space in attached:
+            others = sorted(a.app.name for a in space.attachments if a.app_id != app.id)
+            if others:
+                raise Conflict(
+                    f"The space {space.name} is also attached to the app {others[0]}: detach it "
+                    f"there first, or destroy {app.name} without deleting its spaces."
+                )
+    return attached
+
+
+def _delete_spaces(
+    session: Session, adapters: Adapters, app_name: str, attached: list[Space]
+) -> Destroyed:
+    """Delete the spaces a destroyed app had; one that cannot go is kept (and logged)."""
+    from slipway.services.spaces import delete_space
+
+    kept, deleted = [], []
+    for space in attached:
+        session.refresh(space)  # its attachment went with the app's row
+        try:
+            delete_space(session, adapters, space)
+        except SlipwayError as exc:
+            logger.warning("%s: the space %s was kept: %s", app_name, space.name, exc)
+            kept.append(space.name)
+            continue
+        deleted.append(space.name)
+    return Destroyed(spaces_kept=kept, spaces_deleted=deleted)
 
 
 @contextmanager
