@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from sqlalchemy import select
 
 from slipway.db import make_engine, make_session_factory, session_scope
 from slipway.models import Space
+from slipway.runtime.base import MOP_USER
 from slipway.services import space_backups
 from slipway.volumes.btrfs_spaces import BtrfsSpaces
 from tests.helpers import wait_until
@@ -121,6 +123,38 @@ def space_keys(platform: Platform) -> list[str]:
     return BtrfsSpaces(settings.spaces_dir, settings.spaces_pool_size).keys()
 
 
+def written_by_the_app(platform: Platform, name: str, expected: Path) -> None:
+    """Files written into the space's live tree by mop in a container, as an app would, and
+    the same into the tree the round trip is compared with."""
+    from tests.integration.test_volumes_loopfile import _test_image
+
+    engine = make_engine(platform.settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            key = session.scalars(select(Space).where(Space.name == name)).one().key
+    finally:
+        engine.dispose()
+    settings = platform.settings
+    live = BtrfsSpaces(settings.spaces_dir, settings.spaces_pool_size).tree(key)
+    client = docker.from_env()
+    script = "echo from the app > app.txt && umask 077 && mkdir app-dir && echo x > app-dir/own"
+    client.containers.run(
+        _test_image(client),
+        ["sh", "-c", f"cd /spaces/data/tree && {script}"],
+        user=MOP_USER,
+        read_only=True,
+        cap_drop=["ALL"],
+        network_disabled=True,
+        volumes={str(live): {"bind": "/spaces/data/tree", "mode": "rw"}},
+        remove=True,
+    )
+    (expected / "app.txt").write_text("from the app\n")
+    (expected / "app-dir").mkdir(mode=0o700)
+    (expected / "app-dir").chmod(0o700)
+    (expected / "app-dir" / "own").write_text("x\n")
+    (expected / "app-dir" / "own").chmod(0o600)
+
+
 def test_backups_round_trip_refuse_bad_files_and_keep_the_last_n(
     platform: Platform, tmp_path: Path
 ) -> None:
@@ -129,6 +163,7 @@ def test_backups_round_trip_refuse_bad_files_and_keep_the_last_n(
 
     # Data into a space by a restore, out by the platform's backup, into another, out again.
     slipway(platform, "spaces:restore", str(seed), "src")
+    written_by_the_app(platform, "src", tree)
     first = tmp_path / "src.backup.tar.zst"
     with first.open("wb") as out:
         env = os.environ | {"SLIPWAY_URL": platform.api_url, "SLIPWAY_TOKEN": platform.admin_token}
