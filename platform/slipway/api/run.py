@@ -32,7 +32,7 @@ _DONE = object()
 
 def run_command(name: str) -> Response:
     app = apps.get_app(db(), current_user(), name)
-    plan = oneoff.plan_run(app, json_object().get("command"))
+    plan = oneoff.plan_run(db(), adapters(), app, json_object().get("command"))
     stream = _stream(adapters(), settings(), plan)
     return Response(stream, mimetype="application/x-ndjson", headers={"X-Accel-Buffering": "no"})
 

@@ -47,7 +47,7 @@ def run_terminal(name: str) -> Response:
 
 
 def _plan(app: App, command: object) -> oneoff.RunPlan:
-    plan = oneoff.plan_run(app, command)
+    plan = oneoff.plan_run(db(), adapters(), app, command)
     db().close()  # a terminal may stay open for an hour: hold no database connection meanwhile
     return plan
 

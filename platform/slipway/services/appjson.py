@@ -1,4 +1,5 @@
-"""app.json: the parts Slipway uses (formation, predeploy/postdeploy scripts, web health checks).
+"""app.json: the parts Slipway uses (formation, predeploy/postdeploy scripts, web health checks,
+spaces).
 
 The file is the app's own, so it is checked strictly where it matters: a value of the wrong
 shape fails the build with one sentence naming the key. Keys Slipway does not use are ignored,
@@ -7,11 +8,19 @@ each with a warning line for the build log, so an app.json written for another p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.models import App, Space
 from slipway.services.archives import PROCESS_TYPE
-from slipway.services.errors import Invalid
+from slipway.services.errors import Conflict, Invalid
+
+if TYPE_CHECKING:
+    from slipway.adapters import Adapters
 
 MAX_PER_TYPE = 10  # the same cap as scaling by hand (instances.MAX_PER_TYPE)
 MAX_SCRIPT = 16 * 1024
@@ -25,7 +34,7 @@ DESCRIPTIVE_KEYS = {
     "logo",
     "success_url",
 }
-USED_KEYS = {"formation", "scripts", "healthchecks"}
+USED_KEYS = {"formation", "scripts", "healthchecks", "spaces"}
 SCRIPT_KEYS = ("predeploy", "postdeploy")
 CHECK_DEFAULTS = {"timeout": 5.0, "attempts": 3, "wait": 1.0, "initialDelay": 0.0}
 CHECK_LIMITS = {"timeout": (1, 300), "attempts": (1, 60), "wait": (0, 60), "initialDelay": (0, 300)}
@@ -54,12 +63,22 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
+class SpaceRequest:
+    """``"spaces": {"data": {"size": "1G"}}``: a slot a deploy fills with ``<app>-<slot>``."""
+
+    slot: str
+    size: int | None = None  # None: the platform's default size
+    process_types: tuple[str, ...] = ()  # empty: every process type
+
+
+@dataclass(frozen=True)
 class AppJson:
     formation: dict[str, int] = field(default_factory=dict)
     predeploy: str | None = None
     postdeploy: str | None = None
     web_checks: tuple[HealthCheck, ...] = ()
     warnings: tuple[str, ...] = ()
+    spaces: tuple[SpaceRequest, ...] = ()
 
 
 def parse(data: dict[str, Any]) -> AppJson:
@@ -70,7 +89,8 @@ def parse(data: dict[str, Any]) -> AppJson:
     formation = _formation(data.get("formation"), warnings)
     predeploy, postdeploy = _scripts(data.get("scripts"), warnings)
     checks = _healthchecks(data.get("healthchecks"), warnings)
-    return AppJson(formation, predeploy, postdeploy, checks, tuple(warnings))
+    spaces = _spaces(data.get("spaces"), warnings)
+    return AppJson(formation, predeploy, postdeploy, checks, tuple(warnings), spaces)
 
 
 # ----------------------------------------------------------------------------- formation
@@ -184,6 +204,46 @@ def _number(entry: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
+# ----------------------------------------------------------------------------- spaces
+
+SPACE_KEYS = {"size", "process_types"}
+
+
+def _spaces(value: object, warnings: list[str]) -> tuple[SpaceRequest, ...]:
+    """``{"data": {"size": "1G", "process_types": ["web"]}}``; ``{}`` per slot takes defaults."""
+    from slipway.services import spaces  # late: spaces -> events -> tasks -> builds -> here
+
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise Invalid('app.json "spaces" must be an object like {"data": {"size": "1G"}}.')
+    requests = []
+    for slot, entry in value.items():
+        where = f'app.json "spaces.{slot}"'
+        try:
+            spaces.check_slot(slot)
+        except Invalid as exc:
+            raise Invalid(f"{where}: {exc}") from None
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise Invalid(f'{where} must be an object like {{"size": "1G"}}.')
+        for key in sorted(set(entry) - SPACE_KEYS):
+            warnings.append(f"{where} key {key!r} is not used by Slipway; ignored.")
+        size = entry.get("size")
+        types = entry.get("process_types", [])
+        if not isinstance(types, list) or not all(
+            isinstance(t, str) and PROCESS_TYPE.match(t) and t != "release" for t in types
+        ):
+            raise Invalid(f'{where}: "process_types" must be a list of process types like ["web"].')
+        try:
+            checked = None if size is None else spaces.parse_space_size(size, 0)
+        except Invalid as exc:
+            raise Invalid(f"{where}: {exc}") from None
+        requests.append(SpaceRequest(slot, checked, tuple(sorted(set(types)))))
+    return tuple(requests)
+
+
 # ----------------------------------------------------------------------------- applying
 
 
@@ -197,3 +257,41 @@ def merge_formation(current: dict[str, int], wanted: dict[str, int], first: bool
     if first:
         return {**current, **wanted}
     return {**wanted, **current}
+
+
+def ensure_spaces(
+    session: Session,
+    adapters: Adapters,
+    app: App,
+    requests: tuple[SpaceRequest, ...],
+    default_size: int,
+    log: Callable[[str], None],
+) -> None:
+    """Give each requested slot that has no space yet the space ``<app>-<slot>``: made new, or
+    an unattached one of that name the app's owner has. Slots with a space are left alone:
+    app.json never changes an attachment."""
+    from slipway.services import spaces
+
+    attached = {attachment.slot for attachment in spaces.attachments_of(session, app)}
+    for request in requests:
+        if request.slot in attached:
+            continue
+        name = f"{app.name}-{request.slot}"
+        space = session.scalar(select(Space).where(Space.name == name))
+        if space is None:
+            size = request.size or default_size
+            origin = f"app.json of {app.name}"
+            space = spaces.create_space(session, adapters, app.owner, name, size, origin)
+            log(f"-----> Space {name} created ({size / 1024**2:.0f} MB)")
+        elif space.owner_id != app.owner_id or space.attachments:
+            why = "belongs to another user" if space.owner_id != app.owner_id else "is in use"
+            raise Conflict(
+                f'app.json "spaces.{request.slot}": a space named {name} exists already and '
+                f"{why}; attach another space to the slot with spaces:attach."
+            )
+        else:
+            log(f"-----> Using the existing space {name}")
+        spaces.attach_space(session, space, app, request.slot, list(request.process_types))
+        session.commit()
+        only = f" (for {', '.join(request.process_types)})" if request.process_types else ""
+        log(f"       {name} is mounted at /spaces/{request.slot}/tree{only}")

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -44,7 +45,7 @@ from slipway.models.deploy import (
     SUCCEEDED,
     TERMINAL_STATES,
 )
-from slipway.runtime.base import ContainerInfo
+from slipway.runtime.base import ContainerInfo, Mount
 from slipway.services import appjson, archives, builds, instances, prune, releases
 from slipway.services.artifacts import ArtifactStore
 from slipway.services.errors import SlipwayError, TooLarge
@@ -274,6 +275,8 @@ def _pipeline(
     try:
         _set_state(session, deploy, RELEASING)
         config = dict(app.config)
+        default_size = settings.space_default_size
+        appjson.ensure_spaces(session, adapters, app, output.app_json.spaces, default_size, log)
         _release_phase(session, deploy, adapters, settings, output, config, log)
         begin_write(session, deploy.id)
         _check_not_cancelled(session, deploy)
@@ -303,7 +306,7 @@ def _pipeline(
     guard = lambda: _last_look_before_switch(session, deploy)  # noqa: E731
     instances.roll(session, adapters, settings, app, release, log, before_switch=guard)
     if first and output.app_json.postdeploy:
-        _postdeploy(adapters, settings, app, release, output.app_json.postdeploy, log)
+        _postdeploy(session, adapters, settings, app, release, output.app_json.postdeploy, log)
     _succeed(session, deploy, release)
     log(f"-----> v{release.version} is live")
     _prune_quietly(session, app, adapters, settings)
@@ -331,6 +334,7 @@ def _release_phase(
         output.slug_path,
         config,
         output.node_version,
+        space_mounts(session, adapters, app),
     )
     labels = {builds.LABEL_DEPLOY: str(deploy.id)}  # the reconciler stops it if we die
     session.commit()  # end the read: a snapshot held through the phase cannot write after it
@@ -338,7 +342,13 @@ def _release_phase(
 
 
 def _postdeploy(
-    adapters: Adapters, settings: Settings, app: App, release: Release, command: str, log: Log
+    session: Session,
+    adapters: Adapters,
+    settings: Settings,
+    app: App,
+    release: Release,
+    command: str,
+    log: Log,
 ) -> None:
     """app.json's postdeploy, once after the first deploy; a failure is only a warning."""
     target = releases.PhaseTarget(
@@ -348,12 +358,21 @@ def _postdeploy(
         Path(release.slug_path),
         dict(release.config),
         release.node_version,
+        space_mounts(session, adapters, app),
     )
+    session.commit()  # end the read before the (long) phase
     phase = releases.Phase("postdeploy", ["bash", "-c", command])
     try:
         releases.run_phase(adapters, settings, target, phase, log)
     except SlipwayError as exc:
         log(f"       warning: {exc} The release is live anyway.")
+
+
+def space_mounts(session: Session, adapters: Adapters, app: App) -> tuple[Mount, ...]:
+    """Every space of the app, for its release phase (one not mounted fails the phase)."""
+    from slipway.services import spaces  # late: spaces -> events -> tasks -> deploys
+
+    return tuple(spaces.space_mounts(session, adapters, app, None))
 
 
 def _succeed(session: Session, deploy: Deploy, release: Release) -> None:
@@ -517,6 +536,9 @@ def _roll_new_release(
     )
     session.commit()  # end the read: a snapshot held through the phase cannot write after it
     try:
+        if phases:
+            target = replace(target, spaces=space_mounts(session, adapters, app))
+            session.commit()
         releases.run_phases(adapters, settings, target, phases, log)
         instances.roll(session, adapters, settings, app, release, log)
     except SlipwayError as exc:

@@ -112,6 +112,8 @@ def launch(
     session: Session, adapters: Adapters, settings: Settings, app: App, instance: Instance
 ) -> None:
     """Give a row its volume (reused when it survived) and a fresh container."""
+    from slipway.services import spaces  # late: spaces -> events -> tasks -> deploys -> here
+
     release = instance.release
     env = layout.run_env(
         dict(release.config),
@@ -120,6 +122,8 @@ def launch(
         instance.process_type,
     )
     mounts = assets.mounts(settings, app.name, release)  # /mnt/assets, read-only
+    # Its spaces at /spaces/<slot>/tree; one that is not mounted fails the start (SpaceFailed).
+    mounts += spaces.space_mounts(session, adapters, app, instance.process_type)
     if release.node_version:
         registry = node.registry_of(settings, adapters.node_releases)
         node.ensure(settings, registry, release.node_version)  # a new host fetches it once

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
 
+from sqlalchemy.orm import Session
+
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App
@@ -74,6 +76,7 @@ class RunPlan:
     command: list[str]
     name: str  # of the container and, with VOLUME_PREFIX, of the volume
     node_version: str = ""  # the release's Node.js, mounted at node.HOME ("": the image's)
+    spaces: tuple[Mount, ...] = ()  # every space of the app, at /spaces/<slot>/tree
 
     @property
     def volume_name(self) -> str:
@@ -124,12 +127,16 @@ def parse_command(command: object) -> list[str]:
     return args
 
 
-def plan_run(app: App, command: object) -> RunPlan:
-    """What to run for ``app``: its current release and the command; clear errors otherwise."""
+def plan_run(session: Session, adapters: Adapters, app: App, command: object) -> RunPlan:
+    """What to run for ``app``: its current release, its spaces and the command; clear errors
+    otherwise (a space that is not mounted on the host is one: the run never goes without)."""
+    from slipway.services.spaces import space_mounts  # late: spaces -> events -> tasks -> us
+
     args = parse_command(command)
     release = app.current_release
     if release is None:
         raise Conflict(f"App {app.name!r} has no release yet: deploy it first.")
+    spaces = tuple(space_mounts(session, adapters, app, None))
     name = f"slipway-run-{app.name}-{int(time.time())}-{secrets.token_hex(3)}"
     return RunPlan(
         app.name,
@@ -141,6 +148,7 @@ def plan_run(app: App, command: object) -> RunPlan:
         args,
         name,
         release.node_version,
+        spaces,
     )
 
 
@@ -151,7 +159,7 @@ def describe(plan: RunPlan) -> str:
 def run_spec(settings: Settings, plan: RunPlan, volume_path: Path) -> BuildSpec:
     env = layout.run_env(plan.config, plan.app, "run.1", KIND) | {"PATH": RUN_PATH}
     env.pop("PORT", None)  # nothing listens for traffic in a one-off container
-    mounts = [Mount(volume_path, layout.RUN_ROOT)]
+    mounts = [Mount(volume_path, layout.RUN_ROOT), *plan.spaces]
     if plan.node_version:
         mounts.append(node.mount(settings, plan.node_version))
         env["PATH"] = node.path(RUN_PATH.split(":")[:2])

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Release
+from slipway.runtime.base import Mount
 from slipway.services import config_vars, layout, oneoff
 from slipway.services.archives import RELEASE_TYPE
 from slipway.services.errors import Invalid, NotFound, SlipwayError
@@ -185,6 +186,7 @@ class PhaseTarget:
     slug_path: Path
     config: dict[str, str]
     node_version: str = ""
+    spaces: tuple[Mount, ...] = ()  # every space of the app (spaces.space_mounts(..., None))
 
 
 def release_phases(process_types: dict[str, str], predeploy: str | None) -> list[Phase]:
@@ -263,6 +265,7 @@ def _phase_plan(target: PhaseTarget, phase: Phase) -> oneoff.RunPlan:
         list(phase.command),
         name,
         target.node_version,
+        target.spaces,
     )
 
 
