@@ -192,7 +192,9 @@ def delete(name: str, force: bool, confirm: str | None) -> None:
 
 @spaces.command("attach")
 @click.argument("name")
-@click.option("--slot", required=True, help="Mounted at /spaces/SLOT/tree, such as data.")
+@click.option(
+    "--slot", required=True, metavar="SLOT", help="Mounted at /spaces/SLOT/tree, such as data."
+)
 @app_option
 @click.option(
     "--process-types",
@@ -222,7 +224,7 @@ def attach(name: str, slot: str, app: str | None, process_types: str | None, as_
 
 
 @spaces.command("detach")
-@click.option("--slot", required=True, help="The slot to empty.")
+@click.option("--slot", required=True, metavar="SLOT", help="The slot to empty.")
 @app_option
 def detach(slot: str, app: str | None) -> None:
     """Detach the space in --slot from an app; its instances roll without it. The space and
