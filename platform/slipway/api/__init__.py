@@ -19,6 +19,7 @@ from slipway.api import (
     processes,
     releases,
     run,
+    space_backups,
     spaces,
     terminal,
     users,
@@ -71,6 +72,10 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/spaces/<name>", spaces.delete_space, ["DELETE"]),
     ("/spaces/<name>/checkpoints", spaces.create_checkpoint, ["POST"]),
     ("/spaces/<name>/attach", spaces.attach_space, ["POST"]),
+    ("/spaces/restore", space_backups.restore, ["POST"]),
+    ("/spaces/backups/<int:backup_id>", space_backups.get_backup, ["GET"]),
+    ("/spaces/<name>/backup", space_backups.download_backup, ["GET"]),
+    ("/spaces/<name>/backups", space_backups.list_backups, ["GET"]),
 ]
 
 WEBSOCKETS = {terminal.run_terminal}  # these answer only a websocket handshake
