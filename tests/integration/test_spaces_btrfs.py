@@ -43,6 +43,13 @@ def loop_devices_of(image: Path) -> list[str]:
     return [line.split(":", 1)[0] for line in out.splitlines()]
 
 
+def detached(devices: list[str]) -> bool:
+    """Whether every one of these loop devices is free (has no backing file any more)."""
+    return not any(
+        Path(f"/sys/block/{d.removeprefix('/dev/')}/loop/backing_file").exists() for d in devices
+    )
+
+
 def mounts_under(root: Path) -> list[Path]:
     return sorted(p for p in mounted_points() if root in p.parents)
 
@@ -155,12 +162,13 @@ def test_destroy_removes_every_trace(spaces: BtrfsSpaces) -> None:
     spaces.checkpoint("sp-1", "c")
     spaces.checkpoint_tree("sp-1", "c")
     image = spaces.root / "pool" / "live" / "sp-1" / "disk.img"
-    assert loop_devices_of(image)
+    devices = loop_devices_of(image) + loop_devices_of(spaces.pool / "checkpoints/sp-1/c/disk.img")
+    assert len(devices) == 2
 
     spaces.destroy("sp-1")
 
     assert mounts_under(spaces.root) == [spaces.pool]
-    assert not loop_devices_of(image)
+    assert detached(devices)
     assert not (spaces.root / "mounts" / "sp-1").exists()
     assert not (spaces.root / "checkpoint-mounts" / "sp-1").exists()
     assert not (spaces.pool / "live" / "sp-1").exists()
@@ -191,6 +199,24 @@ def test_recover_after_a_reboot_brings_the_data_back(spaces: BtrfsSpaces) -> Non
     spaces.unmount_all()
     # A tree asked for before recovery mounts its space.
     assert (spaces.tree("sp-2") / "b").read_text() == "second"
+
+
+def test_a_space_left_frozen_is_thawed_by_recover_and_destroy(spaces: BtrfsSpaces) -> None:
+    tree = spaces.create("sp-1", 32 * MB)
+    spaces.create("sp-2", 32 * MB)
+    devices = loop_devices_of(spaces.pool / "live" / "sp-2" / "disk.img")
+    # What a process killed between fsfreeze -f and -u leaves behind.
+    subprocess.run(["fsfreeze", "-f", str(tree.parent)], check=True)
+    subprocess.run(["fsfreeze", "-f", str(spaces.root / "mounts" / "sp-2")], check=True)
+
+    assert spaces.recover() == []
+    # A write into a frozen filesystem waits: bounded, in a process of its own.
+    write = ["timeout", "-s", "KILL", "10", "sh", "-c", f"echo again > {tree}/after"]
+    assert subprocess.run(write, check=False).returncode == 0
+    spaces.destroy("sp-2")
+
+    assert devices and detached(devices)  # a frozen filesystem would outlive its unmount
+    assert (tree / "after").read_text() == "again\n"
 
 
 def test_a_half_made_space_is_dropped_by_recover(spaces: BtrfsSpaces) -> None:

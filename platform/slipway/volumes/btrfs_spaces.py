@@ -257,6 +257,10 @@ class BtrfsSpaces:
                 if self._mount_point(key) not in mounted:
                     self._mount(key)
                     touched.append(key)
+                else:
+                    # A process killed while it held the freeze of a checkpoint (under the lock
+                    # that is ours now) left the space frozen: every write in it would wait.
+                    _thaw(self._mount_point(key))
         return touched
 
     def unmount_all(self) -> None:
@@ -425,8 +429,16 @@ class BtrfsSpaces:
                 run(["losetup", "-d", device], f"detach {device}")
 
 
+def _thaw(point: Path) -> None:
+    """Unfreeze a mounted filesystem if it is frozen (fsfreeze fails when it is not)."""
+    with contextlib.suppress(SpaceError):
+        run(["fsfreeze", "-u", str(point)], f"unfreeze {point.name}")
+
+
 def _unmount(point: Path, what: str) -> None:
-    """Unmount; a busy mount (a container still binds it) is detached lazily."""
+    """Unmount; a busy mount (a container still binds it) is detached lazily. A frozen
+    filesystem is thawed first: a freeze would keep it, and its loop device, alive unmounted."""
+    _thaw(point)
     try:
         run(["umount", str(point)], what)
     except SpaceError:
