@@ -136,7 +136,7 @@ def test_a_fork_answers_with_its_sources_data_and_then_goes_its_own_way(
 
 
 def test_assets_are_read_only_at_mnt_assets_and_not_in_the_slug(
-    running_platform: Platform,
+    running_platform: Platform, tmp_path: Path
 ) -> None:
     p = running_platform
     app = new_app(p, "assets")
@@ -147,5 +147,9 @@ def test_assets_are_read_only_at_mnt_assets_and_not_in_the_slug(
     seen = json.loads(get(p, app, "/assets"))
 
     assert seen == {"logo": "the logo\n", "in_app": False, "write": "EROFS"}
+    # A one-off run of the release sees them too.
+    ran = slipway(p, tmp_path, "run", "-a", app, "cat /mnt/assets/img/logo.txt; ls /mnt/app")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["the logo", "requirements.txt", "wsgi.py"]
     assert p.api("DELETE", f"/apps/{app}").status_code == 204
     assert not (p.settings.assets_dir / app).exists()

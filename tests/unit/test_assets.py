@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App, Release
-from slipway.services import apps, assets, prune, releases
+from slipway.services import apps, assets, oneoff, prune, releases
 from tests.fakes import RecordingSender
 from tests.unit.test_pipeline import (  # noqa: F401  (fixtures are used by name)
     adapters,
@@ -196,3 +196,23 @@ def test_the_app_takes_its_assets_with_it(
 
     assert not (settings.assets_dir / "hello").exists()
     assert not artifact.exists()
+
+
+def test_one_off_runs_mount_the_current_releases_assets(
+    session: Session, app: App, adapters: Adapters, settings: Settings, tmp_path: Path
+) -> None:
+    assert deploy(session, app, adapters, settings, WITH_ASSETS).state == "succeeded"
+    release = current(session, app)
+
+    plan = oneoff.plan_run(session, adapters, app, "cat /mnt/assets/img/logo.txt")
+    spec = oneoff.run_spec(settings, plan, tmp_path)
+
+    [mount] = [m for m in spec.mounts if m.target == assets.MOUNT_POINT]
+    assert mount.read_only and Path(mount.source).parent.name == str(release.id)
+    assert (Path(mount.source) / "img" / "logo.txt").read_text() == "the logo"
+    assert deploy(session, app, adapters, settings, {"index.html": "x"}).state == "succeeded"
+    session.refresh(app)
+    plain = oneoff.plan_run(session, adapters, app, "true")
+    assert assets.MOUNT_POINT not in [
+        m.target for m in oneoff.run_spec(settings, plain, tmp_path).mounts
+    ]

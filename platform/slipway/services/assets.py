@@ -60,18 +60,23 @@ def release_dir(settings: Settings, app: str, release_id: int) -> Path:
 
 def unpacked_tree(settings: Settings, app: str, release: Release) -> Path:
     """The release's assets unpacked on this host (done once, then reused); its ``tree``."""
-    base = release_dir(settings, app, release.id)
+    return unpacked(settings, app, release.id, Path(release.assets_path))
+
+
+def unpacked(settings: Settings, app: str, release_id: int, tarball: Path) -> Path:
+    """The assets tarball of release ``release_id`` unpacked on this host (once); its ``tree``."""
+    base = release_dir(settings, app, release_id)
     tree = base / "tree"
     if (base / READY).is_file():
         return tree
-    busy = f"The assets of {app} v{release.version} are still being unpacked; try again."
+    busy = f"The assets of {app} are still being unpacked by another worker; try again."
     # Several instances of one release may start at once (a scale, two workers).
-    with file_lock(base.with_name(f"{release.id}.lock"), UNPACK_WAIT, busy):
+    with file_lock(base.with_name(f"{release_id}.lock"), UNPACK_WAIT, busy):
         if (base / READY).is_file():
             return tree
         base.mkdir(parents=True, exist_ok=True)
         app_files.remove_tree(tree)  # half-unpacked by a worker that died
-        layout.unpack_slug(Path(release.assets_path), tree, "unpack the assets")
+        layout.unpack_slug(tarball, tree, "unpack the assets")
         ready = base / READY
         with ready.open("w") as marker:
             os.fsync(marker.fileno())
@@ -80,9 +85,15 @@ def unpacked_tree(settings: Settings, app: str, release: Release) -> Path:
 
 def mounts(settings: Settings, app: str, release: Release) -> list[Mount]:
     """The release's assets at ``/mnt/assets``, read-only; none when it has no assets."""
-    if not release.assets_path:
+    return mounts_of(settings, app, release.id, release.assets_path)
+
+
+def mounts_of(settings: Settings, app: str, release_id: int, assets_path: str) -> list[Mount]:
+    """:func:`mounts` from a release's id and assets path (a one-off run's plan)."""
+    if not assets_path:
         return []
-    return [Mount(unpacked_tree(settings, app, release), MOUNT_POINT, read_only=True)]
+    tree = unpacked(settings, app, release_id, Path(assets_path))
+    return [Mount(tree, MOUNT_POINT, read_only=True)]
 
 
 def remove_unpacked(settings: Settings, app: str, release_ids: Iterable[int]) -> None:

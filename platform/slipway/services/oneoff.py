@@ -38,7 +38,7 @@ from slipway.runtime.base import (
     Terminal,
     TerminalSize,
 )
-from slipway.services import layout
+from slipway.services import assets, layout
 from slipway.services.errors import Conflict, Invalid, Unavailable
 from slipway.services.instances import platform_labels
 from slipway.services.runtimes import node
@@ -77,6 +77,8 @@ class RunPlan:
     name: str  # of the container and, with VOLUME_PREFIX, of the volume
     node_version: str = ""  # the release's Node.js, mounted at node.HOME ("": the image's)
     spaces: tuple[Mount, ...] = ()  # every space of the app, at /spaces/<slot>/tree
+    release_id: int = 0  # with assets_path: the release's assets, read-only at /mnt/assets
+    assets_path: str = ""
 
     @property
     def volume_name(self) -> str:
@@ -149,6 +151,8 @@ def plan_run(session: Session, adapters: Adapters, app: App, command: object) ->
         name,
         release.node_version,
         spaces,
+        release.id,
+        release.assets_path,
     )
 
 
@@ -160,6 +164,7 @@ def run_spec(settings: Settings, plan: RunPlan, volume_path: Path) -> BuildSpec:
     env = layout.run_env(plan.config, plan.app, "run.1", KIND) | {"PATH": RUN_PATH}
     env.pop("PORT", None)  # nothing listens for traffic in a one-off container
     mounts = [Mount(volume_path, layout.RUN_ROOT), *plan.spaces]
+    mounts += assets.mounts_of(settings, plan.app, plan.release_id, plan.assets_path)
     if plan.node_version:
         mounts.append(node.mount(settings, plan.node_version))
         env["PATH"] = node.path(RUN_PATH.split(":")[:2])
