@@ -14,7 +14,7 @@ from slipway.adapters import Adapters
 from slipway.config import Settings
 from slipway.models import App
 from slipway.runtime.base import Mount
-from slipway.services import apps, oneoff, spaces, users
+from slipway.services import apps, instances, oneoff, reconciler, spaces, users
 from slipway.tasks import dispatch
 from tests.fakes import BuildingRuntime, FakeSpaces, RecordingSender, fake_adapters
 from tests.fakes import migrated_session as migrated
@@ -171,3 +171,21 @@ def test_a_space_that_is_not_mounted_fails_the_start_and_the_old_release_serves(
     assert app.current_release is not None and app.current_release.version == 1
     with pytest.raises(spaces.SpaceFailed, match="hello-data"):
         oneoff.plan_run(session, adapters, app, "true")
+
+
+def test_reconciler_restarts_and_scaling_mount_the_spaces_too(
+    session: Session, adapters: Adapters, settings: Settings, app: App
+) -> None:
+    assert deploy(session, app, adapters, settings, SOURCE).state == "succeeded"
+    web = next(s for s in runtime(adapters).started if s.labels["io.slipway.process"] == "web")
+    container = next(c for c in runtime(adapters).containers.values() if c.name == web.name)
+    runtime(adapters).kill(container.container_id)  # exited, as after a crash
+    reconciler.restart_missing(session, adapters, settings)
+    instances.scale(session, app, {"web": 2})
+    session.commit()
+    instances.scale_to_formation(session, adapters, settings, app, print)
+    restarted, scaled = runtime(adapters).started[-2:]
+    assert restarted.name == web.name
+    assert scaled.labels["io.slipway.process"] == "web" and scaled.name != web.name
+    for spec in (restarted, scaled):
+        assert space_targets(spec.mounts) == ["/spaces/data/tree"]

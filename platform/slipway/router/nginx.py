@@ -156,12 +156,25 @@ class NginxRouter:
             same = self.sites_conf.exists() and self.sites_conf.read_text() == text
             candidate = None if same else self._checked(text)
             try:
-                previous = self._switch(routes, servers)
-                if candidate is not None:
-                    self._take(candidate, previous)
+                if candidate is not None and self._only_removes(routes, servers):
+                    # Instances leave (an app left with none answers 503): nginx stops using
+                    # their front addresses before those stop leading to the instances.
+                    self._take(candidate, None)
+                    self._switch(routes, servers)
+                else:
+                    previous = self._switch(routes, servers)
+                    if candidate is not None:
+                        self._take(candidate, previous)
             finally:
                 if candidate is not None:
                     candidate.unlink(missing_ok=True)
+
+    def _only_removes(self, routes: list[Route], servers: Mapping[str, list[str]]) -> bool:
+        """Whether the new NAT rules are some of the rules written now (nothing new to reach)."""
+        if self.nat is None:
+            return False
+        new = set(self.nat.rules(routes, servers).splitlines())
+        return new <= set((self.nat.written() or "").splitlines())
 
     def _switch(self, routes: list[Route], servers: Mapping[str, list[str]]) -> str | None:
         """Point the front addresses at the instances; the rules that were there before."""
