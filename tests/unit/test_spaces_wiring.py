@@ -166,7 +166,9 @@ def test_a_space_that_is_not_mounted_fails_the_start_and_the_old_release_serves(
     tree.rename(tree.with_name("unmounted"))
     done = deploy(session, app, adapters, settings, SOURCE)
     assert done.state == "failed"
-    assert done.error is not None and done.error.startswith("The space hello-data is not available")
+    assert done.error == (
+        f"The space hello-data is not available for slot data: space {data.key} is not mounted."
+    )
     session.refresh(app)
     assert app.current_release is not None and app.current_release.version == 1
     with pytest.raises(spaces.SpaceFailed, match="hello-data"):

@@ -399,7 +399,9 @@ def space_mounts(
         try:
             tree = adapters.spaces.tree(space.key)
         except SpaceError as exc:
-            raise SpaceFailed(f"The space {space.name} is not available: {exc}.") from exc
+            raise SpaceFailed(
+                f"The space {space.name} is not available for slot {attachment.slot}: {exc}."
+            ) from exc
         mounts.append(Mount(tree, f"{SPACES_ROOT}/{attachment.slot}/tree"))
     return mounts
 
