@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import (
+    app_fork,
     build_cache,
     control_plane,
     java_build,
@@ -42,6 +43,7 @@ FIGURES = (
     "memory",
     "control-plane",
     "spaces",
+    "app-fork",
 )
 
 
@@ -55,6 +57,7 @@ def _figures(args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Fi
         "memory": lambda p, b: memory.measure(p, b, work),
         "control-plane": lambda p, b: control_plane.measure(p, b, work, args.apps),
         "spaces": lambda p, b: spaces.measure(p, b, work, args.runs),
+        "app-fork": lambda p, b: app_fork.measure(p, b, args.runs),
     }
 
 
