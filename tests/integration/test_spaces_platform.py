@@ -6,12 +6,22 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.platform import Platform
+from tests.integration.test_e2e_api import (
+    ROLL_TIMEOUT,
+    containers_of,
+    deploy,
+    log_of,
+    new_app,
+    python_app,
+)
 from tests.integration.test_processes_api import slipway
 
 pytestmark = pytest.mark.slow
@@ -36,6 +46,10 @@ def listed(platform: Platform, home: Path) -> dict[str, Any]:
     """Every space the admin sees, by name, without the figures that move (used)."""
     spaces = json.loads(ok(platform, home, "spaces:list", "--json"))
     return {s["name"]: {k: v for k, v in s.items() if k != "used"} for s in spaces}
+
+
+def run(platform: Platform, home: Path, app: str, script: str) -> str:
+    return ok(platform, home, "run", "-a", app, "sh", "-c", script)
 
 
 def test_space_commands_and_bad_input(running_platform: Platform, tmp_path: Path) -> None:
@@ -74,3 +88,74 @@ def test_space_commands_and_bad_input(running_platform: Platform, tmp_path: Path
         assert f"Deleted space {space}." in ok(p, home, "spaces:delete", space, "--confirm", space)
     assert name not in listed(p, home)
     assert refused(p, home, "spaces:info", name) == f"There is no space named {name!r}."
+
+
+def test_data_written_by_slipway_run_lives_in_the_space_and_its_forks(
+    running_platform: Platform, tmp_path: Path
+) -> None:
+    p, home = running_platform, tmp_path
+    app = new_app(p, "spaces")
+    result = deploy(p, app, python_app("v1"))
+    assert result["state"] == "succeeded", log_of(p, app, result["id"])
+    db = f"{app}-db"
+    ok(p, home, "spaces:create", db, "--size", "64M")
+    attached = ok(p, home, "spaces:attach", db, "--slot", "data", "-a", app)
+    assert f"Attached {db} to {app} at /spaces/data/tree." in attached
+    assert f"{app} rolls onto v2" in attached
+
+    tree = "/spaces/data/tree"
+    owner = run(p, home, app, f"echo one > {tree}/state; id -un; stat -c %U {tree}")
+    assert owner.split() == ["mop", "mop"]
+    ok(p, home, "spaces:checkpoint", db, "v1")
+    run(p, home, app, f"echo two > {tree}/state")
+    ok(p, home, "spaces:fork", f"{db}@v1", f"{db}-then")
+    ok(p, home, "spaces:fork", db, f"{db}-now")
+    ok(p, home, "spaces:attach", f"{db}-then", "--slot", "then", "-a", app)
+    ok(p, home, "spaces:attach", f"{db}-now", "--slot", "now", "-a", app)
+
+    # The fork from now diverges from its source: a write to one is not seen in the other.
+    run(p, home, app, "echo three > /spaces/now/tree/state")
+    read = "cat /spaces/data/tree/state /spaces/then/tree/state /spaces/now/tree/state"
+    assert run(p, home, app, read).split() == ["two", "one", "three"]
+
+    # The attachments reached the app's instances too: each roll replaced them.
+    wait_until(rolled_onto_the_last_release(p, app), ROLL_TIMEOUT, "the attach rolls ended")
+    assert instance_mounts(app) == ["/spaces/data/tree", "/spaces/now/tree", "/spaces/then/tree"]
+
+    rows = {line.split()[0]: line.split() for line in ok(p, home, "spaces:list").splitlines()}
+    assert rows[db][2:] == ["v1", f"{app}:data"]
+    assert rows[f"{db}-now"][3:] == [f"{app}:now"]
+
+    assert refused(p, home, "spaces:delete", db, "--confirm", db) == (
+        f"The space {db} is attached to app {app} in slot data; detach it first or use --force."
+    )
+    assert run(p, home, app, f"cat {tree}/state").split() == ["two"]
+    assert f"Detached {db} from {app} (slot data)." in ok(
+        p, home, "spaces:detach", "--slot", "data", "-a", app
+    )
+    ok(p, home, "spaces:delete", db, "--confirm", db)
+    for fork in (f"{db}-then", f"{db}-now"):
+        deleted = ok(p, home, "spaces:delete", fork, "--force", "--confirm", fork)
+        assert f"Detached from {app}" in deleted
+    assert not [n for n in listed(p, home) if n.startswith(db)]
+    wait_until(rolled_onto_the_last_release(p, app), ROLL_TIMEOUT, "the last roll ended")
+    assert p.api("DELETE", f"/apps/{app}", timeout=120).status_code == 204
+
+
+def instance_mounts(app: str) -> list[str]:
+    """Where the app's running instance containers mount spaces."""
+    running = [c for c in containers_of(app, "instance") if c.status == "running"]
+    assert running, f"{app} has no running instance"
+    targets = {m["Destination"] for c in running for m in c.attrs["Mounts"]}
+    return sorted(t for t in targets if t.startswith("/spaces/"))
+
+
+def rolled_onto_the_last_release(platform: Platform, app: str) -> Callable[[], bool]:
+    """Each attach and detach queued a roll: they are done once the newest release is live."""
+
+    def check() -> bool:
+        newest = platform.api("GET", f"/apps/{app}/releases").json()[0]["version"]
+        view = platform.api("GET", f"/apps/{app}").json()
+        return view["release"]["version"] == newest and view["state"] == "running"
+
+    return check
