@@ -21,6 +21,7 @@ from tests.helpers import wait_until
 from tests.integration.platform import Platform
 from tests.integration.test_e2e_api import deploy, new_app, tar_files
 from tests.integration.test_processes_api import slipway
+from tests.integration.test_run_terminal import Screen
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +87,11 @@ db.execute("INSERT INTO notes VALUES ('release %(version)s')")
 db.commit()
 """
 APP_JSON = {"spaces": {"data": {"size": "64M"}}}
+TTY_COUNT = (
+    b"echo \"tty-$(( $(python3 -c 'import sqlite3; print(sqlite3.connect("
+    b'"/spaces/data/tree/counter.db").execute("SELECT n FROM counter").fetchone()[0])\') '
+    b'+ 1000 ))"\r'
+)
 
 
 def source(version: str) -> bytes:
@@ -213,6 +219,14 @@ def test_the_counter_survives_every_life_cycle_step(
     )
     assert "seen 3 ['release v1']" in ok(p, tmp_path, "run", "-a", app, "python3", "-c", script)
     assert p.http_get_app(app, "/notes").text == "release v1,run"
+    tty = Screen(p, tmp_path, "run", "-a", app, "bash", rows=30, cols=100)
+    try:  # with a terminal too (the marker is computed, so the typed line never matches it)
+        tty.type(TTY_COUNT)
+        tty.expect(rb"tty-1003")
+        tty.type(b"exit\r")
+        assert tty.exit_status() == 0, tty.text()
+    finally:
+        tty.close()
 
     # A rolling redeploy: old and new share the space for a moment; no request fails and
     # no update is lost (every answer counts one more than the one before).

@@ -4,7 +4,9 @@ the setting through the service and the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +22,17 @@ from slipway.models.app import ROLLING, STOP_FIRST
 from slipway.services import apps, instances, users
 from slipway.services.deploys import DeployCancelled
 from slipway.services.errors import Invalid
-from tests.fakes import BuildingRuntime, FakeRouter, fake_adapters, migrated_session
+from slipway.tasks import dispatch
+from tests.fakes import (
+    BuildingRuntime,
+    FakeRouter,
+    RecordingSender,
+    fake_adapters,
+    migrated_session,
+)
 from tests.unit import test_cli
 from tests.unit.test_cli import FakeApi, run
+from tests.unit.test_pipeline import deploy
 
 api = test_cli.api  # the fake API the CLI talks to
 
@@ -213,3 +223,40 @@ def test_cli_apps_update_sends_the_strategy(api: FakeApi) -> None:
     assert api.last("PATCH", "/apps/hello").json() == {"deploy_strategy": "stop-first"}
     assert "stop-first" in result.output
     assert run("apps:update", "-a", "hello", "--deploy-strategy", "nope").exit_code == 2
+
+
+# ----------------------------------------------------------------------------- app.json
+
+
+@contextlib.contextmanager
+def recording_sender() -> Iterator[RecordingSender]:
+    sender = RecordingSender()
+    previous = dispatch.set_sender(sender)
+    try:
+        yield sender
+    finally:
+        dispatch.set_sender(previous)
+
+
+def site(strategy: object) -> dict[str, str]:
+    return {"index.html": "<h1>hi</h1>", "app.json": json.dumps({"deploy_strategy": strategy})}
+
+
+def test_app_json_sets_the_strategy_on_the_first_deploy_only(
+    session: Session, adapters: Adapters, settings: Settings, app: App
+) -> None:
+    with recording_sender():
+        first = deploy(session, app, adapters, settings, site("stop-first"))
+        assert first.state == "succeeded", first.error
+        session.refresh(app)
+        assert app.deploy_strategy == STOP_FIRST
+        second = deploy(session, app, adapters, settings, site("rolling"))
+        assert second.state == "succeeded", second.error
+        session.refresh(app)
+        assert app.deploy_strategy == STOP_FIRST  # apps:update decides after the first deploy
+        log = Path(second.log_path or "").read_text()
+        assert "deploy strategy stop-first" in log  # the second deploy stopped v1 first
+        assert "app.json asks for the deploy strategy rolling; the app keeps stop-first" in log
+        bad = deploy(session, app, adapters, settings, site("blue-green"))
+    assert bad.state == "failed"
+    assert bad.error == ("app.json \"deploy_strategy\" is rolling or stop-first, not 'blue-green'.")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.models import App, Space
+from slipway.models.app import DEPLOY_STRATEGIES
 from slipway.services.archives import PROCESS_TYPE
 from slipway.services.errors import Conflict, Invalid
 
@@ -34,7 +35,7 @@ DESCRIPTIVE_KEYS = {
     "logo",
     "success_url",
 }
-USED_KEYS = {"formation", "scripts", "healthchecks", "spaces"}
+USED_KEYS = {"formation", "scripts", "healthchecks", "spaces", "deploy_strategy"}
 SCRIPT_KEYS = ("predeploy", "postdeploy")
 CHECK_DEFAULTS = {"timeout": 5.0, "attempts": 3, "wait": 1.0, "initialDelay": 0.0}
 CHECK_LIMITS = {"timeout": (1, 300), "attempts": (1, 60), "wait": (0, 60), "initialDelay": (0, 300)}
@@ -79,6 +80,7 @@ class AppJson:
     web_checks: tuple[HealthCheck, ...] = ()
     warnings: tuple[str, ...] = ()
     spaces: tuple[SpaceRequest, ...] = ()
+    deploy_strategy: str | None = None  # "rolling" or "stop-first"
 
 
 def parse(data: dict[str, Any]) -> AppJson:
@@ -90,7 +92,16 @@ def parse(data: dict[str, Any]) -> AppJson:
     predeploy, postdeploy = _scripts(data.get("scripts"), warnings)
     checks = _healthchecks(data.get("healthchecks"), warnings)
     spaces = _spaces(data.get("spaces"), warnings)
-    return AppJson(formation, predeploy, postdeploy, checks, tuple(warnings), spaces)
+    strategy = _deploy_strategy(data.get("deploy_strategy"))
+    return AppJson(formation, predeploy, postdeploy, checks, tuple(warnings), spaces, strategy)
+
+
+def _deploy_strategy(value: object) -> str | None:
+    if value is not None and value not in DEPLOY_STRATEGIES:
+        raise Invalid(
+            f'app.json "deploy_strategy" is {" or ".join(DEPLOY_STRATEGIES)}, not {value!r}.'
+        )
+    return value
 
 
 # ----------------------------------------------------------------------------- formation
@@ -257,6 +268,23 @@ def merge_formation(current: dict[str, int], wanted: dict[str, int], first: bool
     if first:
         return {**current, **wanted}
     return {**wanted, **current}
+
+
+def apply_deploy_strategy(
+    app: App, wanted: str | None, first: bool, log: Callable[[str], None]
+) -> None:
+    """Like the formation: app.json's strategy is the app's on its first deploy; afterwards
+    ``apps:update --deploy-strategy`` decides, and a different wish is only noted."""
+    if wanted is None or wanted == app.deploy_strategy:
+        return
+    if first:
+        app.deploy_strategy = wanted
+        log(f"-----> Deploy strategy {wanted} (app.json)")
+    else:
+        log(
+            f"       note: app.json asks for the deploy strategy {wanted}; the app keeps "
+            f"{app.deploy_strategy} (apps:update --deploy-strategy changes it)"
+        )
 
 
 def ensure_spaces(

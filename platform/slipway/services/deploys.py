@@ -300,6 +300,7 @@ def _pipeline(
     )
     deploy.release_id = release.id
     app.formation = appjson.merge_formation(dict(app.formation), output.app_json.formation, first)
+    appjson.apply_deploy_strategy(app, output.app_json.deploy_strategy, first, log)
     session.commit()
     log(f"-----> Released v{release.version}")
     _set_state(session, deploy, STARTING)
