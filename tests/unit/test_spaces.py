@@ -134,7 +134,7 @@ def test_create_makes_the_data_and_marks_it_ready(
     assert space.key == f"sp-{space.id}"
     assert provider(adapters).tree(space.key).is_dir()
     assert spaces.space_usage(adapters, space) == spaces.SpaceUsage(used=0, size=G)
-    assert space_events(session) == []  # attached to no app: nothing to tell
+    assert space_events(session) == []  # attached to no app: nothing to tell yet
 
 
 def test_a_duplicate_name_is_refused_and_changes_nothing(
@@ -322,6 +322,7 @@ def test_space_events_go_to_each_app_the_space_is_attached_to(
     data = {"space": "db", "checkpoint": "v1"}
     fork = {"space": "db", "source": "db", "checkpoint": "v1", "fork": "db-copy"}
     assert space_events(session) == [
+        (SPACE_CREATED, blog.id, db.id, {"space": "db"}),  # on its first attachment
         (SPACE_CHECKPOINTED, blog.id, db.id, data),
         (SPACE_CHECKPOINTED, shop.id, db.id, data),
         (SPACE_FORKED, blog.id, db.id, fork),  # the new space is attached to nothing yet
@@ -330,14 +331,18 @@ def test_space_events_go_to_each_app_the_space_is_attached_to(
     assert copy.attachments == []
 
 
-def test_a_created_space_attached_later_hears_of_itself(
+def test_the_first_app_a_space_is_attached_to_hears_of_its_creation(
     session: Session, adapters: Adapters, settings: Settings, alice: User
 ) -> None:
-    app = new_app(session, alice, settings)
+    blog, shop = new_app(session, alice, settings), new_app(session, alice, settings, "shop")
     db = spaces.create_space(session, adapters, alice, "db", G)
-    spaces.attach_space(session, db, app, "data")
-    spaces.record_space_event(session, db, SPACE_CREATED, "Space db created")
-    assert space_events(session) == [(SPACE_CREATED, app.id, db.id, {"space": "db"})]
+    assert space_events(session) == []
+    spaces.attach_space(session, db, blog, "data")
+    spaces.detach_space(session, blog, "data")
+    spaces.attach_space(session, db, blog, "data")
+    spaces.attach_space(session, db, shop, "data")
+    assert space_events(session) == [(SPACE_CREATED, blog.id, db.id, {"space": "db"})]
+    assert session.scalars(select(Event.message)).one() == "Space db created"
 
 
 def test_nearly_full_fires_once_at_90_percent_and_rearms_below_85(

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from slipway.config import parse_size
-from slipway.models import App, Release, Space, SpaceAttachment, SpaceCheckpoint, User
+from slipway.models import App, Event, Release, Space, SpaceAttachment, SpaceCheckpoint, User
 from slipway.models.event import SPACE_CHECKPOINTED, SPACE_CREATED, SPACE_FORKED, SPACE_NEARLY_FULL
 from slipway.models.space import CREATING, READY
 from slipway.runtime.base import Mount
@@ -178,8 +178,7 @@ def create_space(
     row) if the provider cannot make it."""
     space = _claim(session, owner, name, size, origin)
     _make(session, space, lambda: adapters.spaces.create(space.key, size))
-    record_space_event(session, space, SPACE_CREATED, f"Space {space.name} created")
-    return space
+    return space  # attached to no app yet: its created event waits for the first attachment
 
 
 def fork_space(
@@ -329,7 +328,19 @@ def attach_space(
     attachment = SpaceAttachment(space=space, app=app, slot=checked, process_types=types)
     session.add(attachment)
     session.flush()
+    _announce_creation(session, space, app)
     return attachment
+
+
+def _announce_creation(session: Session, space: Space, app: App) -> None:
+    """The created event of a space goes to the first app it is attached to: a space attached
+    to no app records no events, so this is the first moment a webhook can hear of it."""
+    told = select(Event.id).where(Event.space_id == space.id, Event.type == SPACE_CREATED)
+    if session.scalar(told.limit(1)) is None:
+        message = f"Space {space.name} created" + (f" ({space.origin})" if space.origin else "")
+        events.record_event(
+            session, app, SPACE_CREATED, message, {"space": space.name}, space=space
+        )
 
 
 def _process_types(value: object) -> list[str]:
