@@ -211,7 +211,7 @@ class FakeSpaces:
     def _check(self, method: str) -> None:
         if method in self.fail:
             self.fail.discard(method)
-            raise SpaceError(f"fake {method} failed")
+            raise SpaceError(f"fake {method} failed.")
 
     def create(self, key: str, size: int) -> Path:
         self._check("create")

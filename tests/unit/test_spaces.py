@@ -394,3 +394,13 @@ def test_a_user_who_owns_spaces_is_not_deleted_with_them(
     with pytest.raises(Conflict, match=r"^alice owns 1 space\(s\) \(db\); delete them first"):
         users.delete_user(session, root, "alice", adapters, settings, force=True)
     assert provider(adapters).keys() != []
+
+
+def test_a_providers_reason_ends_the_sentence_once(
+    session: Session, adapters: Adapters, alice: User
+) -> None:
+    db = spaces.create_space(session, adapters, alice, "db", G)
+    provider(adapters).fail.add("checkpoint")
+    with pytest.raises(spaces.SpaceFailed) as caught:
+        spaces.checkpoint_space(session, adapters, db, "v1")
+    assert str(caught.value) == "The space db could not be checkpointed: fake checkpoint failed."

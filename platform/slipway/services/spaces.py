@@ -45,6 +45,11 @@ class SpaceFailed(Unavailable):
     """The space provider could not do what was asked; the message says why."""
 
 
+def _why(exc: SpaceError) -> str:
+    """The provider's reason, to end a sentence of ours."""
+    return str(exc).rstrip(". ")
+
+
 # ----------------------------------------------------------------------------- input
 
 
@@ -233,7 +238,7 @@ def _make(session: Session, space: Space, make: Callable[[], object]) -> None:
         name = space.name
         session.delete(space)
         session.commit()
-        raise SpaceFailed(f"The space {name} could not be made: {exc}.") from exc
+        raise SpaceFailed(f"The space {name} could not be made: {_why(exc)}.") from exc
     space.state = READY
     session.commit()
 
@@ -256,7 +261,9 @@ def checkpoint_space(
     try:
         adapters.spaces.checkpoint(space.key, checked)
     except SpaceError as exc:
-        raise SpaceFailed(f"The space {space.name} could not be checkpointed: {exc}.") from exc
+        raise SpaceFailed(
+            f"The space {space.name} could not be checkpointed: {_why(exc)}."
+        ) from exc
     record_space_event(
         session,
         space,
@@ -287,7 +294,7 @@ def delete_space(session: Session, adapters: Adapters, space: Space, force: bool
     try:
         adapters.spaces.destroy(space.key)
     except SpaceError as exc:
-        raise SpaceFailed(f"The space {space.name} could not be deleted: {exc}.") from exc
+        raise SpaceFailed(f"The space {space.name} could not be deleted: {_why(exc)}.") from exc
     session.delete(space)
     session.flush()
 
@@ -411,7 +418,7 @@ def space_mounts(
             tree = adapters.spaces.tree(space.key)
         except SpaceError as exc:
             raise SpaceFailed(
-                f"The space {space.name} is not available for slot {attachment.slot}: {exc}."
+                f"The space {space.name} is not available for slot {attachment.slot}: {_why(exc)}."
             ) from exc
         mounts.append(Mount(tree, f"{SPACES_ROOT}/{attachment.slot}/tree"))
     return mounts
