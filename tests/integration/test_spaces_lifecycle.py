@@ -66,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
                 text = "count=%%d version=%%s greeting=%%s" %% (n, VERSION, greeting)
         finally:
             db.close()
-        body = text.encode()
+        body = (text + "\\n").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -218,7 +218,7 @@ def test_the_counter_survives_every_life_cycle_step(
         "db.execute(\"INSERT INTO notes VALUES ('run')\"); db.commit()"
     )
     assert "seen 3 ['release v1']" in ok(p, tmp_path, "run", "-a", app, "python3", "-c", script)
-    assert p.http_get_app(app, "/notes").text == "release v1,run"
+    assert p.http_get_app(app, "/notes").text.strip() == "release v1,run"
     tty = Screen(p, tmp_path, "run", "-a", app, "bash", rows=30, cols=100)
     try:  # with a terminal too (the marker is computed, so the typed line never matches it)
         tty.type(TTY_COUNT)
@@ -240,7 +240,7 @@ def test_the_counter_survives_every_life_cycle_step(
     assert counts == list(range(before + 1, before + 1 + len(counts)))
     versions = [a.split()[1] for a in loop.answers]
     assert "version=v1" in versions and versions[-1] == "version=v2"
-    assert p.http_get_app(app, "/notes").text == "release v1,run,release v2"
+    assert p.http_get_app(app, "/notes").text.strip() == "release v1,run,release v2"
 
     # A config change, a rollback, scaling up and down, a restart: the count stays.
     n = count_of(peek(p, app))
