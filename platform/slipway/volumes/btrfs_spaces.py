@@ -230,8 +230,10 @@ class BtrfsSpaces:
     def usage(self, key: str) -> SpaceUsage:
         tree = self.tree(key)
         fs = os.statvfs(tree.parent)
-        used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
-        return SpaceUsage(used=used, size=self._image(key).stat().st_size)
+        size = self._image(key).stat().st_size
+        # What the app can no longer write, ext4's own overhead included (a sixth of a 64 MB
+        # space): a full space reads as its whole size, and 90% means nearly out of room.
+        return SpaceUsage(used=max(0, size - fs.f_bavail * fs.f_frsize), size=size)
 
     def keys(self) -> builtins.list[str]:
         if not self._pool_mounted():
