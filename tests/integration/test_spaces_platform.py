@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -118,6 +119,20 @@ def test_data_written_by_slipway_run_lives_in_the_space_and_its_forks(
     read = "cat /spaces/data/tree/state /spaces/then/tree/state /spaces/now/tree/state"
     assert run(p, home, app, read).split() == ["two", "one", "three"]
 
+    # Writing past the size fails inside the app; a reconciler pass then records nearly full
+    # once, and re-arms when the data is gone.
+    fill = "dd if=/dev/zero of=/spaces/now/tree/fill bs=1M count=100 2>&1; true"
+    assert "No space left on device" in run(p, home, app, fill)
+    assert reconcile(p) and reconcile(p)
+    assert [e["data"] for e in nearly_full_events(p, app)] == [
+        {"space": f"{db}-now", "used": ANY, "size": 64 * 1024**2}
+    ]
+    assert space_field(p, f"{db}-now", "nearly_full") is True
+    run(p, home, app, "rm /spaces/now/tree/fill")
+    assert reconcile(p)
+    assert space_field(p, f"{db}-now", "nearly_full") is False
+    assert len(nearly_full_events(p, app)) == 1
+
     # The attachments reached the app's instances too: each roll replaced them.
     wait_until(rolled_onto_the_last_release(p, app), ROLL_TIMEOUT, "the attach rolls ended")
     assert instance_mounts(app) == ["/spaces/data/tree", "/spaces/now/tree", "/spaces/then/tree"]
@@ -140,6 +155,22 @@ def test_data_written_by_slipway_run_lives_in_the_space_and_its_forks(
     assert not [n for n in listed(p, home) if n.startswith(db)]
     wait_until(rolled_onto_the_last_release(p, app), ROLL_TIMEOUT, "the last roll ended")
     assert p.api("DELETE", f"/apps/{app}", timeout=120).status_code == 204
+
+
+def reconcile(platform: Platform) -> bool:
+    result = platform.server("reconcile", timeout=120)
+    assert result.returncode == 0, result.stderr
+    return True
+
+
+def nearly_full_events(platform: Platform, app: str) -> list[dict[str, Any]]:
+    events = platform.api("GET", f"/apps/{app}/events?type=space_nearly_full").json()
+    assert isinstance(events, list), events
+    return events
+
+
+def space_field(platform: Platform, name: str, field: str) -> Any:
+    return platform.api("GET", f"/spaces/{name}").json()[field]
 
 
 def instance_mounts(app: str) -> list[str]:
