@@ -252,7 +252,10 @@ def test_the_counter_survives_every_life_cycle_step(
     assert wait_for(p, app, "version=v1 greeting=hello") == n
     scaled = p.api("POST", f"/apps/{app}/scale", json={"web": 2})
     assert scaled.status_code == 200, scaled.text
-    wait_until(lambda: len(web_ports(p, app)) == 2, ROLL_TIMEOUT, "two web instances")
+    try:
+        wait_until(lambda: len(web_ports(p, app)) == 2, ROLL_TIMEOUT, "two web instances")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the app's events: {events(p, app)}") from None
     for port in web_ports(p, app):  # each instance counts in the same database
         direct = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         n += 1
@@ -263,6 +266,12 @@ def test_the_counter_survives_every_life_cycle_step(
     restarted = p.api("POST", f"/apps/{app}/processes/web/restart", json={})
     assert restarted.status_code == 200, restarted.text
     assert wait_for(p, app, f"count={n + 1} ") == n + 1
+
+
+def events(platform: Platform, app: str) -> list[str]:
+    """The app's latest events, to explain a roll that did not happen."""
+    found = platform.api("GET", f"/apps/{app}/events", params={"limit": 5}).json()
+    return [event["message"] for event in found]
 
 
 def web_ports(platform: Platform, app: str) -> list[int]:
