@@ -121,7 +121,9 @@ def test_create_push_deploy_and_inspect(git_server: GitServer, repo: Path) -> No
     assert [a["name"] for a in listed] == ["hello", "site"]
     info = slipway("apps:info", cwd=repo, server=git_server).stdout
     assert "http://site.localhost" in info
-    assert "deploy_branch: main" in info
+    fields = dict(line.split(":", 1) for line in info.splitlines())
+    assert fields["deploy_branch"].strip() == "main"
+    assert fields["deploy_strategy"].strip() == "rolling"
 
 
 def test_a_failed_deploy_exits_1_with_the_reason(git_server: GitServer, repo: Path) -> None:
