@@ -28,6 +28,40 @@ def parse_size(text: str) -> int:
     return int(amount * _UNITS[unit])
 
 
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Turn ``"15m"``, ``"90s"``, ``"2h"``, ``"1d"`` or ``"600"`` into whole seconds.
+
+    ``"never"`` (and ``"off"``) is 0: the caller decides what a zero means.
+    """
+    value = text.strip().lower()
+    if value in ("never", "off"):
+        return 0
+    number = value.rstrip("smhd")
+    unit = value[len(number) :]
+    try:
+        amount = float(number) if unit in _SECONDS else -1.0
+    except ValueError:
+        amount = -1.0
+    if not amount >= 0 or amount * _SECONDS[unit] >= 2**31:
+        raise ValueError(
+            f"not a duration: {text!r} (use a number with s, m, h or d, such as 15m, or never)"
+        )
+    return int(amount * _SECONDS[unit])
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest of ``"never"``, ``"2h"``, ``"15m"``, ``"90s"`` for a number of seconds."""
+    if seconds <= 0:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -54,6 +88,16 @@ class Settings:
     data_dir: Path = Path("/var/lib/slipway")
     api_bind: str = "127.0.0.1:7000"
     router_bind: str = "0.0.0.0:80"
+    # The wake service: nginx hands it requests for sleeping apps and for apps whose instances
+    # vanished; it starts an instance and proxies the held requests to it.
+    wake_bind: str = "127.0.0.1:7002"
+    # Seconds without a request before an app sleeps, unless the app sets its own (0: never).
+    sleep_after: int = 0
+    # Seconds between the sleeper's looks at idle apps; and the first backoff after a failed
+    # wake, doubled on each failure up to wake_backoff_max.
+    sleep_check_interval: float = 5.0
+    wake_backoff: float = 5.0
+    wake_backoff_max: float = 300.0
     domain: str = "localhost"
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -191,6 +235,11 @@ class Settings:
             data_dir=Path(_env("SLIPWAY_DATA_DIR", str(d.data_dir))),
             api_bind=_env("SLIPWAY_API_BIND", d.api_bind),
             router_bind=_env("SLIPWAY_ROUTER_BIND", d.router_bind),
+            wake_bind=_env("SLIPWAY_WAKE_BIND", d.wake_bind),
+            sleep_after=parse_duration(_env("SLIPWAY_SLEEP_AFTER", "never")),
+            sleep_check_interval=float(_env("SLIPWAY_SLEEP_CHECK_INTERVAL", "5")),
+            wake_backoff=float(_env("SLIPWAY_WAKE_BACKOFF", str(d.wake_backoff))),
+            wake_backoff_max=float(_env("SLIPWAY_WAKE_BACKOFF_MAX", str(d.wake_backoff_max))),
             domain=_env("SLIPWAY_DOMAIN", d.domain),
             database_url=_env("SLIPWAY_DATABASE_URL", d.database_url),
             redis_url=_env("SLIPWAY_REDIS_URL", d.redis_url),

@@ -82,6 +82,7 @@ def platform_env(data_dir: Path) -> dict[str, str]:
     Other SLIPWAY_* variables of the test run pass through; a few get test-sized defaults.
     """
     api_port, router_port, redis_port = free_port(), free_port(), free_port()
+    wake_port = free_port()
     test_defaults = {
         "SLIPWAY_MAX_UPLOAD_SIZE": "20M",  # an oversized upload stays cheap to send
         "SLIPWAY_START_TIMEOUT": "30",  # an app that never listens fails sooner
@@ -94,6 +95,7 @@ def platform_env(data_dir: Path) -> dict[str, str]:
             "SLIPWAY_DATA_DIR": str(data_dir),
             "SLIPWAY_API_BIND": f"127.0.0.1:{api_port}",
             "SLIPWAY_ROUTER_BIND": f"127.0.0.1:{router_port}",
+            "SLIPWAY_WAKE_BIND": f"127.0.0.1:{wake_port}",
             "SLIPWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "SLIPWAY_DOMAIN": "localhost",
             "SLIPWAY_VOLUME_PROVIDER": "loopfile",

@@ -79,6 +79,9 @@ def parts(settings: Settings) -> list[Part]:
     found.append(Part("api", "the API", host, port, "SLIPWAY_API_BIND", advice))
     host, port = split_bind(settings.router_bind, 80)
     found.append(Part("router", "the router (nginx)", host, port, "SLIPWAY_ROUTER_BIND", advice))
+    # The wake service runs inside the API's process (see host.control.programs).
+    host, port = split_bind(settings.wake_bind, 7002)
+    found.append(Part("api", "the wake service", host, port, "SLIPWAY_WAKE_BIND", advice))
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from slipway.db import Base
@@ -24,6 +24,8 @@ DEFAULT_FORMATION = {"web": 1}
 ROLLING = "rolling"
 STOP_FIRST = "stop-first"
 DEPLOY_STRATEGIES = (ROLLING, STOP_FIRST)
+# sleep_after: None follows the platform's SLIPWAY_SLEEP_AFTER; NEVER_SLEEPS keeps the app awake.
+NEVER_SLEEPS = 0
 
 
 def _default_formation() -> dict[str, int]:
@@ -44,6 +46,13 @@ class App(Base):
     deploy_strategy: Mapped[str] = mapped_column(
         String(16), default=ROLLING, server_default=ROLLING
     )
+    # Sleep and wake: seconds without a request before the web instances stop (None: the
+    # platform's default, 0: never); the non-web process types that sleep with them (comma
+    # separated); whether the app sleeps now; and when it last had a request, woke or deployed.
+    sleep_after: Mapped[int | None] = mapped_column(Integer)
+    sleep_types: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    sleeping: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    active_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # use_alter: apps and releases point at each other; the constraint is added after both exist.
     current_release_id: Mapped[int | None] = mapped_column(
         ForeignKey("releases.id", use_alter=True, ondelete="SET NULL")

@@ -24,6 +24,10 @@ SPACE_FORKED = "space_forked"
 SPACE_BACKED_UP = "space_backed_up"
 SPACE_RESTORED = "space_restored"
 SPACE_NEARLY_FULL = "space_nearly_full"
+APP_SLEPT = "app_slept"
+APP_WOKE = "app_woke"
+WAKE_FAILED = "wake_failed"
+SLEEP_EVENT_TYPES = (APP_SLEPT, APP_WOKE, WAKE_FAILED)
 SPACE_EVENT_TYPES = (
     SPACE_CREATED,
     SPACE_CHECKPOINTED,
@@ -41,6 +45,7 @@ EVENT_TYPES = (
     DEPLOY_CANCELLED,
     RELEASED,
     *SPACE_EVENT_TYPES,
+    *SLEEP_EVENT_TYPES,
 )
 
 
