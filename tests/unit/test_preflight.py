@@ -79,7 +79,8 @@ def test_nobody_listens_on_a_free_port() -> None:
 
 def test_a_remote_broker_is_not_ours_to_start(settings: Settings) -> None:
     remote = settings.with_overrides(redis_url="redis://broker.internal:6379/0")
-    assert [p.program for p in preflight.parts(remote)] == ["api", "router", "api"]  # the wake service lives in the API
+    # The wake service lives in the API's process.
+    assert [p.program for p in preflight.parts(remote)] == ["api", "router", "api"]
 
 
 def test_an_unreachable_docker_names_where_it_was_looked_for(
