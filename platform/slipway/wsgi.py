@@ -1,4 +1,4 @@
-"""The WSGI entry point for gunicorn: ``gunicorn slipway.wsgi:app``."""
+"""A WSGI entry point for any WSGI server (``slipway server api`` serves the app with gevent)."""
 
 from slipway.webapp import create_app
 

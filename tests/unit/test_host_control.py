@@ -59,15 +59,19 @@ def test_redis_runs_locally_only_for_a_loopback_broker(settings: Settings) -> No
 def test_every_program_gets_the_same_environment(settings: Settings) -> None:
     programs = control.programs(settings)
 
-    assert [p.name for p in programs] == [
-        "redis",
-        "router",
-        "api",
-        "worker",
-        "collector",
-        "reconciler",
-    ]
+    assert [p.name for p in programs] == ["redis", "router", "api", "worker"]
     assert len({tuple(sorted(p.environment.items())) for p in programs}) == 1
+
+
+def test_the_api_is_one_process_and_the_worker_runs_threads(settings: Settings) -> None:
+    programs = {p.name: p for p in control.programs(settings)}
+
+    assert programs["api"].command[-2:] == ["server", "api"]
+    assert programs["api"].stopwaitsecs >= 25  # requests 5 s and agents 15 s, then SIGKILL
+    worker = programs["worker"].command
+    assert worker[worker.index("--pool") + 1] == "threads"
+    assert worker[worker.index("--concurrency") + 1] == str(control.WORKER_CONCURRENCY)
+    assert not any("gunicorn" in part for p in programs.values() for part in p.command)
 
 
 def test_urls_reach_wildcard_binds_over_loopback() -> None:

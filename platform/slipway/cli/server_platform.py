@@ -1,8 +1,9 @@
-"""`slipway server up|down|status|reconcile`: start and stop the control plane on this host."""
+"""`slipway server up|down|status|api|reconcile|collect`: the control plane on this host."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -59,7 +60,7 @@ def _print_next_step(info: control.PlatformInfo) -> None:
 @click.command()
 @_clear_errors
 def up() -> None:
-    """Start the platform (or check a running one): API, worker, reconciler, redis, nginx."""
+    """Start the platform (or check a running one): redis, nginx, the API process, the worker."""
     click.echo("-----> Starting the Slipway control plane")
     info = control.up(get_settings())
     click.echo("-----> Slipway is up")
@@ -95,6 +96,17 @@ def status() -> None:
 
 
 @click.command()
+def api() -> None:
+    """Serve the API and the dashboard, with the reconciler, collector and sleeper beside them.
+
+    `slipway server up` runs this under its supervisord. The process becomes
+    ``python -m slipway.host.api_server`` (same pid), so gevent patches the standard library
+    before anything imports it.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "slipway.host.api_server"])
+
+
+@click.command()
 @click.option("--loop", is_flag=True, help="Run a pass now and then every --interval seconds.")
 @click.option("--interval", default=control.RECONCILE_INTERVAL, show_default=True, type=float)
 @_clear_errors
@@ -117,6 +129,6 @@ def collect() -> None:
 
 
 def register_platform_commands(group: click.Group) -> None:
-    """Add the platform commands (up, down, status, reconcile, collect) to `slipway server`."""
-    for command in (up, down, status, reconcile, collect):
+    """Add the platform commands (up, down, status, api, reconcile, collect) to `slipway server`."""
+    for command in (up, down, status, api, reconcile, collect):
         group.add_command(command)

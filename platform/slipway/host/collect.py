@@ -1,7 +1,12 @@
-"""The collector process: Navi notification files and Docker events into app events."""
+"""The collector: Navi notification files and Docker events into app events.
+
+It runs inside the API process (:mod:`slipway.host.api_server`) as one of its agents, or on its
+own as ``slipway server collect``.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +18,11 @@ from slipway.host.signals import stop_on_signals
 
 def collect_loop(settings: Settings) -> None:
     """Run the collector's watcher until SIGTERM or SIGINT."""
+    collect_until(settings, stop_on_signals())
+
+
+def collect_until(settings: Settings, stop: threading.Event) -> None:
+    """Run the collector's watcher until ``stop`` is set."""
     from slipway.adapters import build_adapters
     from slipway.db import make_engine, make_session_factory, session_scope
     from slipway.runtime.kernel import KernelOomLog
@@ -25,7 +35,6 @@ def collect_loop(settings: Settings) -> None:
         with session_scope(factory) as session:
             yield session
 
-    stop = stop_on_signals()
     adapters = build_adapters(settings)
     watcher = Watcher(
         open_session, adapters.runtime, adapters.volumes, settings, oom_log=KernelOomLog()

@@ -2,7 +2,10 @@
 
 ``up`` prepares the data directory (schema, admin token, volumes, router configuration), writes
 the supervisord configuration and starts or updates it: redis-server (when the broker is local),
-the API under gunicorn, the Celery worker, the reconciler loop and nginx.
+nginx (the router), the API process and the Celery worker. The API process
+(:mod:`slipway.host.api_server`, gevent) also runs the reconciler, the collector, the scheduled
+space backups, the sleeper and the wake service; the worker runs builds in two threads of one
+process. Four programs, about a third of the memory the eight processes before them took.
 
 ``up`` fails loudly (``HostError``, one sentence per part) when a part cannot start: an address
 taken before it starts (``host.preflight``), Docker not answering, or a program that does not
@@ -33,10 +36,9 @@ from slipway.host.supervisor import HostError, ProcessState, Program, Supervisor
 from slipway.router.nginx import NginxRouter
 from slipway.runtime.base import RuntimeUnavailable
 
-API_WORKERS = 2
-API_THREADS = 8
 WORKER_CONCURRENCY = 2
-RECONCILE_INTERVAL = 30
+RECONCILE_INTERVAL = 30  # `slipway server reconcile --loop`'s default (the API process has its own)
+API_STOP_WAIT = 30  # the API process gives open requests 5 s and its agents 15 s to finish
 READY_TIMEOUT = 90
 
 
@@ -107,19 +109,17 @@ def programs(settings: Settings) -> list[Program]:
         found.append(Program("redis", command, 10, env, stopwaitsecs=20))
     router = NginxRouter(settings)
     found.append(Program("router", router.command(foreground=True), 20, env, stopsignal="QUIT"))
-    api = [_bin("gunicorn"), "--bind", settings.api_bind, "--workers", str(API_WORKERS)]
-    api += ["--worker-class", "gthread", "--threads", str(API_THREADS), "--timeout", "300"]
-    api += ["--graceful-timeout", "10", "--access-logfile", "-", "slipway.wsgi:app"]
-    found.append(Program("api", api, 30, env))
+    # The API, the dashboard and the platform's agents (reconciler, collector, backups, sleeper,
+    # wake service) in one gevent process.
+    api = [_bin("slipway"), "server", "api"]
+    found.append(Program("api", api, 30, env, stopwaitsecs=API_STOP_WAIT))
+    # Threads, not prefork children: a build mostly waits on Docker, and one process is a third
+    # of the memory. Nothing relies on a child per task (no time limits, no signals in tasks).
     worker = [_bin("celery"), "-A", "slipway.tasks", "worker", "--loglevel", "INFO"]
-    worker += ["--concurrency", str(WORKER_CONCURRENCY), "--hostname", "slipway@%h"]
+    worker += ["--pool", "threads", "--concurrency", str(WORKER_CONCURRENCY)]
+    worker += ["--hostname", "slipway@%h"]
     # A warm shutdown waits for running builds; past this, acks_late hands them out again.
     found.append(Program("worker", worker, 40, env, stopwaitsecs=30))
-    collector = [_bin("slipway"), "server", "collect"]
-    found.append(Program("collector", collector, 45, env))
-    reconciler = [_bin("slipway"), "server", "reconcile", "--loop"]
-    reconciler += ["--interval", str(RECONCILE_INTERVAL)]
-    found.append(Program("reconciler", reconciler, 50, env, stopwaitsecs=30))
     return found
 
 
@@ -326,7 +326,7 @@ def _answers(url: str) -> bool:
     with requests.Session() as http:
         http.trust_env = False  # loopback: never through a proxy from the environment
         try:
-            # Any HTTP answer (401 without a token) means gunicorn and the app are serving.
+            # Any HTTP answer (401 without a token) means the API process is serving.
             return http.get(url, timeout=2).status_code < 500
         except requests.RequestException:
             return False

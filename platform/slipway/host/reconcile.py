@@ -1,7 +1,9 @@
-"""The reconciler process: one pass on start, then one every interval until told to stop.
+"""The reconciler: one pass on start, then one every interval until told to stop.
 
-Beside the passes, a thread of its own makes the scheduled space backups (every
-``space_backup_interval`` seconds; 0: never), so a long backup never delays a pass or the API.
+It runs inside the API process (:mod:`slipway.host.api_server`) as one of its agents, or on its
+own as ``slipway server reconcile --loop``. Beside the passes, a thread of its own makes the
+scheduled space backups (every ``space_backup_interval`` seconds; 0: never), so a long backup
+never delays a pass.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ def reconcile_loop(settings: Settings, interval: float, max_passes: int | None =
     """
     stop = stop_on_signals()
     backups = start_backup_thread(settings, stop)
+    passes = reconcile_until(settings, stop, interval, max_passes)
+    if backups is not None:
+        stop.set()
+        backups.join(BACKUP_STOP_WAIT)
+    return passes
+
+
+def reconcile_until(
+    settings: Settings, stop: threading.Event, interval: float, max_passes: int | None = None
+) -> int:
+    """Pass after pass until ``stop`` is set (or max_passes); the number of passes run."""
     passes = 0
     while not stop.is_set() and (max_passes is None or passes < max_passes):
         try:
@@ -50,9 +63,6 @@ def reconcile_loop(settings: Settings, interval: float, max_passes: int | None =
         passes += 1
         if max_passes is None or passes < max_passes:
             stop.wait(interval)
-    if backups is not None:
-        stop.set()
-        backups.join(BACKUP_STOP_WAIT)
     return passes
 
 

@@ -1,4 +1,5 @@
-"""Long-running host processes (reconciler, collector) stop cleanly between passes."""
+"""Long-running host commands (`slipway server reconcile --loop`, `collect`) stop cleanly between
+passes. The API process has its own handlers in the gevent loop (:mod:`slipway.host.api_server`)."""
 
 from __future__ import annotations
 
