@@ -1,4 +1,4 @@
-"""Websockets inside the API's ordinary request handling (gunicorn's threaded workers).
+"""Websockets inside the API's ordinary request handling (a greenlet per request under gevent).
 
 A view authenticates as usual, calls :func:`accept` to take the request's socket over, talks on
 it until it is done, and answers :func:`taken_over` so that nothing more is written to the socket.
@@ -6,6 +6,7 @@ it until it is done, and answers :func:`taken_over` so that nothing more is writ
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -53,6 +54,9 @@ class _TakenOver(Response):
         if "gunicorn.socket" in environ:
             # gunicorn's way to end a connection without writing a response on it.
             raise StopIteration
+        if str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent"):
+            # gevent's pywsgi closes the connection quietly on a broken pipe and writes nothing.
+            raise BrokenPipeError(errno.EPIPE, "the websocket has ended")
         return super().__call__(environ, start_response)  # Werkzeug's: onto a closed socket
 
 
