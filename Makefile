@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SLIPWAY := $(VENV)/bin/slipway
 export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
-.PHONY: up down install install-test docker images test test-fast lint bench clean-test
+.PHONY: up down install install-test docker images test test-fast lint bench bench-density clean-test
 
 install:
 	@bash scripts/install.sh
@@ -48,3 +48,9 @@ test-fast: install-test
 bench: install-test docker
 	@$(SLIPWAY) server images build
 	@timeout --signal=INT --kill-after=120 900 $(PY) -m bench.run
+
+## Density (issue 14): 300 apps deployed, all but a few asleep; too long for `make bench`'s budget.
+bench-density: install-test docker
+	@$(SLIPWAY) server images build
+	@timeout --signal=INT --kill-after=300 3000 $(PY) -m bench.run --only density \
+		--density-apps 300 --budget 2700 --output bench/RESULTS-density.md
