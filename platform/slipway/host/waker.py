@@ -308,6 +308,7 @@ class WakeServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 512  # a stampede's connections wait in the backlog, not in SYN retries
 
     def __init__(self, address: tuple[str, int], waker: Waker) -> None:
         self.waker = waker
