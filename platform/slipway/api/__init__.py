@@ -41,6 +41,8 @@ ROUTES: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/apps/<name>", apps.update_app, ["PATCH"]),
     ("/apps/<name>", apps.delete_app, ["DELETE"]),
     ("/apps/<name>/fork", apps.fork_app, ["POST"]),
+    ("/apps/<name>/sleep", apps.sleep_app, ["POST"]),
+    ("/apps/<name>/wake", apps.wake_app, ["POST"]),
     ("/apps/<name>/deploys", deploys.list_deploys, ["GET"]),
     ("/apps/<name>/deploys", deploys.create_deploy, ["POST"]),
     ("/apps/<name>/deploys/<int:deploy_id>", deploys.show_deploy, ["GET"]),

@@ -1,4 +1,4 @@
-"""``/apps``: create, list, show, fork and delete apps."""
+"""``/apps``: create, list, show, fork and delete apps; put one to sleep or wake it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Response, jsonify, request
 
 from slipway.api.body import json_object
 from slipway.api.context import adapters, current_user, db, settings
+from slipway.api.errors import error_response
 from slipway.services import app_fork, apps
 
 
@@ -62,4 +63,31 @@ def update_app(name: str) -> Response:
     session = db()
     app = apps.get_app(session, current_user(), name)
     apps.update_app(session, app, json_object(), adapters(), settings())
+    return jsonify(apps.app_view(session, app, settings()))
+
+
+def sleep_app(name: str) -> Response:
+    """Put the app to sleep now (its web instances stop; its next request wakes it). 409 while
+    a deploy of it runs, 422 when it cannot sleep; an app asleep already answers the same."""
+    from slipway.services import sleep  # the sleep domain loads the router and instances
+
+    session = db()
+    app = apps.get_app(session, current_user(), name)
+    sleep.put_to_sleep(session, adapters(), settings(), app, "requested")
+    session.refresh(app)
+    return jsonify(apps.app_view(session, app, settings()))
+
+
+def wake_app(name: str) -> Response | tuple[Response, int]:
+    """Wake the app now, as its next request would: 200 once its web instances are live, 503
+    with the reason when they cannot start."""
+    from slipway.services import sleep
+
+    session = db()
+    app = apps.get_app(session, current_user(), name)
+    try:
+        sleep.wake(session, adapters(), settings(), app.name)
+    except sleep.WakeFailed as exc:
+        return error_response(str(exc), 503)
+    session.refresh(app)
     return jsonify(apps.app_view(session, app, settings()))

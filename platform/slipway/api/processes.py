@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from slipway.api.context import adapters, current_user, db
+from slipway.api.context import adapters, current_user, db, settings
 from slipway.services import apps, processes
 
 
 def list_processes(name: str) -> Response:
+    """The processes, and whether the app sleeps (a sleeping app has no web process to list)."""
     session = db()
     app = apps.get_app(session, current_user(), name)
-    return jsonify(processes.list_processes(session, adapters(), app))
+    listed = processes.list_processes(session, adapters(), app)
+    return jsonify({**listed, **apps.sleep_view(app, settings())})
 
 
 def _control(name: str, process_type: str, action: str) -> Response:

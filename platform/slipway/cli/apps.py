@@ -13,6 +13,7 @@ from slipway.cli.client import Client, CliError
 from slipway.cli.common import REMOTE_NAME, app_option, git, resolve_app
 from slipway.cli.output import json_option, print_fields, print_json, print_table
 from slipway.cli.rollout import wait_option, wait_until_live
+from slipway.config import format_duration
 
 # The server's models.app.DEPLOY_STRATEGIES (the CLI does not import the models: it stays light).
 DEPLOY_STRATEGIES = ("rolling", "stop-first")
@@ -24,6 +25,19 @@ def release_version(app: dict[str, Any]) -> Any:
     if isinstance(release, dict):
         release = release.get("version")
     return f"v{release}" if release is not None else None
+
+
+def sleep_after_text(app: dict[str, Any]) -> str:
+    """``15m``, ``never``, with ``(platform default)`` when the app follows the platform's."""
+    text = format_duration(int(app.get("sleep_after") or 0))
+    return f"{text} (platform default)" if app.get("sleep_after_source") == "platform" else text
+
+
+def sleep_fields(app: dict[str, Any]) -> dict[str, Any]:
+    """The app's sleep settings as `apps:info` shows them (absent from an older API's answer)."""
+    if "sleep_after" not in app:
+        return {}
+    return {"sleep_after": sleep_after_text(app), "sleep_types": app.get("sleep_types") or None}
 
 
 def git_url(client: Client, app: str) -> str:
@@ -116,7 +130,7 @@ def create(name: str, no_remote: bool, as_json: bool) -> None:
 @app_option
 @json_option
 def info(app: str | None, as_json: bool) -> None:
-    """Show an app: URL, state, current release and instances.
+    """Show an app: URL, state (sleeping, running...), release, settings and instances.
 
     \b
     Example:
@@ -126,8 +140,9 @@ def info(app: str | None, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    shown = dict(data, release=release_version(data))
-    fields = ["name", "url", "state", "release", "deploy_branch", "deploy_strategy", "created_at"]
+    shown = dict(data, release=release_version(data), **sleep_fields(data))
+    fields = ["name", "url", "state", "release", "deploy_branch", "deploy_strategy"]
+    fields += ["sleep_after", "sleep_types", "created_at"]
     print_fields(shown, fields)
     instances = data.get("instances") or []
     if instances:
@@ -155,6 +170,18 @@ def instance_columns(instances: list[dict[str, Any]]) -> list[str]:
     help="rolling: new instances start next to the old ones (no gap); "
     "stop-first: the old ones stop first (a short gap, never two writers).",
 )
+@click.option(
+    "--sleep-after",
+    metavar="DURATION",
+    help="Put the app to sleep after this long without a request (such as 15m, 90s or 2h, "
+    "at least 10s); 'never' keeps it awake; 'default' follows the platform's setting.",
+)
+@click.option(
+    "--sleep-types",
+    metavar="TYPES",
+    help="Non-web process types that sleep with web, comma separated (such as worker,clock); "
+    "'' for none. An app running other types never sleeps.",
+)
 @json_option
 def update(
     app: str | None,
@@ -162,6 +189,8 @@ def update(
     health_check: str | None,
     deploy_branch: str | None,
     deploy_strategy: str | None,
+    sleep_after: str | None,
+    sleep_types: str | None,
     as_json: bool,
 ) -> None:
     """Change an app's settings. A new memory limit applies to running instances at once.
@@ -171,6 +200,9 @@ def update(
       slipway apps:update -a hello --memory 256M
       slipway apps:update -a hello --health-check /health --deploy-branch production
       slipway apps:update -a hello --deploy-strategy stop-first
+      slipway apps:update -a hello --sleep-after 15m       # sleeps when idle, wakes on a request
+      slipway apps:update -a hello --sleep-after never     # always awake
+      slipway apps:update -a hello --sleep-types worker    # its worker sleeps too
     """
     changes: dict[str, Any] = {}
     if memory is not None:
@@ -181,15 +213,22 @@ def update(
         changes["deploy_branch"] = deploy_branch
     if deploy_strategy is not None:
         changes["deploy_strategy"] = deploy_strategy
+    if sleep_after is not None:
+        default = sleep_after.strip().lower() == "default"
+        changes["sleep_after"] = None if default else sleep_after
+    if sleep_types is not None:
+        changes["sleep_types"] = [kind.strip() for kind in sleep_types.split(",") if kind.strip()]
     if not changes:
         raise CliError(
-            "nothing to change: give --memory, --health-check, --deploy-branch or --deploy-strategy"
+            "nothing to change: give --memory, --health-check, --deploy-branch, "
+            "--deploy-strategy, --sleep-after or --sleep-types"
         )
     data = Client.from_environment().patch(f"/apps/{resolve_app(app)}", changes)
     if as_json:
         print_json(data)
         return
-    print_fields(data, ["name", "memory", "health_check_path", "deploy_branch", "deploy_strategy"])
+    fields = ["name", "memory", "health_check_path", "deploy_branch", "deploy_strategy"]
+    print_fields(dict(data, **sleep_fields(data)), [*fields, "sleep_after", "sleep_types"])
 
 
 @apps.command("destroy")

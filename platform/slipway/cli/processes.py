@@ -1,12 +1,16 @@
-"""`slipway ps`, `slipway scale`, `slipway logs`, `slipway open` and `slipway url`."""
+"""`slipway ps` (and ps:sleep, ps:wake), `slipway scale`, `slipway logs`, `slipway open` and
+`slipway url`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from slipway.cli.client import Client, CliError
 from slipway.cli.common import app_option, resolve_app
 from slipway.cli.output import json_option, print_json, print_table
+from slipway.config import format_duration
 
 PROCESS_COLUMNS = ["name", "state", "pid", "uptime", "release", "instance_state"]
 
@@ -16,13 +20,15 @@ PROCESS_COLUMNS = ["name", "state", "pid", "uptime", "release", "instance_state"
 @json_option
 @click.pass_context
 def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
-    """List an app's processes: supervisor state, pid and uptime of each instance.
+    """List an app's processes: supervisor state, pid and uptime of each instance, and
+    whether the app sleeps.
 
     \b
     Examples:
       slipway ps -a hello
       slipway ps:restart web -a hello      # every web instance
       slipway ps:stop web.2 -a hello       # one instance
+      slipway ps:sleep -a hello            # stop its web instances until the next request
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -34,7 +40,21 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
     formation = data.get("formation") or {}
     if formation:
         click.echo("Formation: " + " ".join(f"{k}={v}" for k, v in sorted(formation.items())))
+    sleep_line = sleep_summary(data)
+    if sleep_line:
+        click.echo(sleep_line)
     print_table(processes, PROCESS_COLUMNS, "No processes.")
+
+
+def sleep_summary(data: dict[str, Any]) -> str:
+    """One line on sleep: asleep and how it wakes, or when it sleeps; empty if it never does."""
+    kinds = ", ".join(["web", *(data.get("sleep_types") or [])])
+    if data.get("sleeping"):
+        return f"Sleeping ({kinds} stopped): the next request wakes it."
+    after = int(data.get("sleep_after") or 0)
+    if after <= 0:
+        return ""
+    return f"Sleeps ({kinds}) after {format_duration(after)} without a request."
 
 
 def control_processes(app: str | None, target: str | None, action: str) -> None:
@@ -77,6 +97,50 @@ for _action, _summary in (
     ("start", "Start stopped processes again."),
 ):
     ps.add_command(_control_command(_action, _summary))
+
+
+@ps.command("sleep")
+@app_option
+@json_option
+def sleep(app: str | None, as_json: bool) -> None:
+    """Put an app to sleep now: its web instances (and those of its --sleep-types) stop;
+    releases, config, volumes and spaces stay. The next request wakes it.
+
+    Refused while a deploy of the app runs, and for an app running process types that do not
+    sleep (list them with `slipway apps:update --sleep-types`).
+
+    \b
+    Examples:
+      slipway ps:sleep -a hello
+      slipway apps:update -a hello --sleep-after 15m   # sleep by itself when idle
+    """
+    name = resolve_app(app)
+    data = Client.from_environment().post(f"/apps/{name}/sleep")
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"{name} is sleeping: the next request wakes it (or `slipway ps:wake -a {name}`).")
+
+
+@ps.command("wake")
+@app_option
+@json_option
+def wake(app: str | None, as_json: bool) -> None:
+    """Wake a sleeping app now, as its next request would, and wait until its web instances
+    are live. An app that is awake already stays as it is.
+
+    \b
+    Example:
+      slipway ps:wake -a hello
+    """
+    name = resolve_app(app)
+    data = Client.from_environment().post(f"/apps/{name}/wake")
+    if as_json:
+        print_json(data)
+        return
+    live = [i for i in data.get("instances") or [] if i.get("state") == "live"]
+    labels = ", ".join(f"{i['process_type']}.{i['index']}" for i in live) or "no instance"
+    click.echo(f"{name} is awake: {labels} live.")
 
 
 def parse_formation(pairs: tuple[str, ...]) -> dict[str, int]:

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from slipway.config import format_duration
 from slipway.dashboard import bp, queries
 from slipway.dashboard.auth import current_user
 from slipway.dashboard.context import adapters, db, discard_session, settings, transactional
@@ -130,6 +131,34 @@ def _whole_number(text: str, what: str) -> int:
     if not text.isdigit():
         raise Invalid(f"The {what} must be a whole number.")
     return int(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sleep
+# ---------------------------------------------------------------------------------------------
+
+
+@bp.route("/apps/<name>/sleep", methods=["POST"])
+@transactional
+def sleep_app(name: str) -> Response:
+    from slipway.services import sleep  # the sleep domain loads the router and instances
+
+    app = find_app(name)
+    sleep.put_to_sleep(db(), adapters(), settings(), app, "requested")
+    return done(f"{name} is sleeping: the next request wakes it.", name, "sleep")
+
+
+@bp.route("/apps/<name>/sleep/settings", methods=["POST"])
+@transactional
+def sleep_settings(name: str) -> Response:
+    """An empty "sleep after" field follows the platform's setting."""
+    app = find_app(name)
+    after = request.form.get("sleep_after", "").strip()
+    changes = {"sleep_after": after or None, "sleep_types": request.form.get("sleep_types", "")}
+    apps.update_app(db(), app, changes, adapters(), settings())
+    seconds = apps.sleep_after_of(app, settings())
+    when = f"sleeps after {format_duration(seconds)} idle" if seconds else "never sleeps"
+    return done(f"Sleep settings saved: {name} {when}.", name, "sleep")
 
 
 # ---------------------------------------------------------------------------------------------

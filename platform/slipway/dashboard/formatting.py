@@ -1,9 +1,11 @@
-"""Template filters: relative times, durations, and how events read on a timeline."""
+"""Template filters: relative times, durations, sleep settings, and how events read on a
+timeline."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from slipway.config import format_duration
 from slipway.dashboard import bp
 from slipway.models import Deploy
 from slipway.models import event as event_types
@@ -17,8 +19,17 @@ EVENT_TITLES = {
     event_types.DEPLOY_FAILED: "Deploy failed",
     event_types.DEPLOY_CANCELLED: "Deploy cancelled",
     event_types.RELEASED: "Released",
+    event_types.APP_SLEPT: "Went to sleep",
+    event_types.APP_WOKE: "Woke up",
+    event_types.WAKE_FAILED: "Wake failed",
 }
-BAD_EVENTS = {event_types.CRASH, event_types.OOM, event_types.CRASH_LOOP, event_types.DEPLOY_FAILED}
+BAD_EVENTS = {
+    event_types.CRASH,
+    event_types.OOM,
+    event_types.CRASH_LOOP,
+    event_types.DEPLOY_FAILED,
+    event_types.WAKE_FAILED,
+}
 GOOD_EVENTS = {event_types.DEPLOY_SUCCEEDED, event_types.RELEASED}
 
 
@@ -41,6 +52,12 @@ def duration(seconds: float) -> str:
 def ago(value: datetime, now: datetime | None = None) -> str:
     seconds = ((now or utcnow()) - value).total_seconds()
     return "just now" if seconds < 5 else f"{duration(seconds).split(' ')[0]} ago"
+
+
+@bp.app_template_filter("sleep_after")
+def sleep_after(seconds: int | None) -> str:
+    """An app's sleep setting as a person writes it: ``15m``, ``never``, or ``default``."""
+    return "default" if seconds is None else format_duration(seconds)
 
 
 @bp.app_template_filter("took")

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from slipway.config import Settings, parse_size
+from slipway.config import Settings, format_duration, parse_duration, parse_size
 from slipway.models import App, Deploy, Instance, Space, User
 from slipway.models import deploy as deploy_states
 from slipway.models import instance as instance_states
-from slipway.models.app import DEPLOY_STRATEGIES
+from slipway.models.app import DEPLOY_STRATEGIES, NEVER_SLEEPS
 from slipway.runtime.base import LABEL_APP, ContainerError, Limits
 from slipway.services import app_files, logs
+from slipway.services.archives import PROCESS_TYPE, RELEASE_TYPE
 from slipway.services.errors import Conflict, Invalid, NotFound, SlipwayError
 from slipway.services.routing import routes_from_db
 
@@ -103,11 +104,16 @@ def running_deploy(session: Session, app: App) -> Deploy | None:
 
 
 def app_state(app: App, instances: list[Instance], deploying: bool) -> str:
-    """One word: new, deploying, running, stopped, crashed or starting."""
+    """One word: new, deploying, sleeping, running, stopped, crashed or starting.
+
+    A deploy of a sleeping app wakes it, so "deploying" wins over "sleeping".
+    """
     if deploying:
         return "deploying"
     if app.current_release_id is None:
         return "new"
+    if app.sleeping:
+        return "sleeping"
     if not any(app.formation.values()):
         return "stopped"
     states = {instance.state for instance in instances}
@@ -185,7 +191,26 @@ def _view(
         "health_check_path": app.health_check_path,
         "deploy_branch": app.deploy_branch,
         "deploy_strategy": app.deploy_strategy,
+        **sleep_view(app, settings),
         "created_at": app.created_at.isoformat(),
+    }
+
+
+def sleep_after_of(app: App, settings: Settings) -> int:
+    """Seconds without a request before the app sleeps (0: never): its own, else the platform's."""
+    return settings.sleep_after if app.sleep_after is None else app.sleep_after
+
+
+def sleep_types_of(app: App) -> list[str]:
+    return [kind for kind in app.sleep_types.split(",") if kind]
+
+
+def sleep_view(app: App, settings: Settings) -> dict[str, Any]:
+    return {
+        "sleep_after": sleep_after_of(app, settings),
+        "sleep_after_source": "platform" if app.sleep_after is None else "app",
+        "sleep_types": sleep_types_of(app),
+        "sleeping": app.sleeping,
     }
 
 
@@ -316,7 +341,17 @@ def _no_deploy_running(app: App, adapters: Adapters, settings: Settings) -> Iter
 MIN_MEMORY = 32 * 1024**2
 BRANCH_RE = re.compile(r"^(?!/|.*//|.*\.\.|.*/$|.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
 HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}$")
-SETTINGS = ("memory", "health_check_path", "deploy_branch", "deploy_strategy")
+SETTINGS = (
+    "memory",
+    "health_check_path",
+    "deploy_branch",
+    "deploy_strategy",
+    "sleep_after",
+    "sleep_types",
+)
+# Shorter would put an app to sleep between the requests of one page load.
+MIN_SLEEP_AFTER = 10
+SLEEP_TYPES_LENGTH = 255  # the column's size
 
 
 def update_app(
@@ -326,8 +361,11 @@ def update_app(
 
     ``memory`` (bytes, or a size such as ``"256M"``), ``health_check_path`` (``null`` for none:
     an instance is live once its port accepts connections), ``deploy_branch`` (the branch a
-    `git push` deploys) and ``deploy_strategy`` (``rolling`` or ``stop-first``; the next roll
-    uses it).
+    `git push` deploys), ``deploy_strategy`` (``rolling`` or ``stop-first``; the next roll
+    uses it), ``sleep_after`` (a duration such as ``"15m"``, whole seconds, ``"never"``, or
+    ``null``/``"default"`` for the platform's) and ``sleep_types`` (the non-web process types
+    that sleep with web: a list, or a comma separated string; empty for none). A sleeping app
+    stays asleep whatever these become: its next request wakes it.
     """
     unknown = sorted(set(changes) - set(SETTINGS))
     if unknown:
@@ -346,6 +384,10 @@ def update_app(
         app.deploy_branch = branch
     if "deploy_strategy" in changes:
         app.deploy_strategy = check_deploy_strategy(changes["deploy_strategy"])
+    if "sleep_after" in changes:
+        app.sleep_after = check_sleep_after(changes["sleep_after"])
+    if "sleep_types" in changes:
+        app.sleep_types = ",".join(check_sleep_types(changes["sleep_types"]))
     session.flush()
     if "memory" in changes:
         limits = Limits(memory=app.memory, pids=settings.instance_pids)
@@ -359,6 +401,48 @@ def check_deploy_strategy(value: object) -> str:
     if value not in DEPLOY_STRATEGIES:
         raise Invalid(f"deploy_strategy is {' or '.join(DEPLOY_STRATEGIES)}, not {value!r}.")
     return str(value)
+
+
+def check_sleep_after(value: object) -> int | None:
+    """The app's own sleep_after in seconds (0: never), or None to follow the platform's."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "default"):
+        return None
+    seconds: object = value
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise Invalid(f"sleep_after: {exc}.") from exc
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+        raise Invalid(
+            "sleep_after is a duration such as 15m, 90s or 2h, a number of seconds, "
+            "never, or default for the platform's."
+        )
+    if seconds != NEVER_SLEEPS and seconds < MIN_SLEEP_AFTER:
+        raise Invalid(
+            f"sleep_after is at least {format_duration(MIN_SLEEP_AFTER)} (or never), "
+            f"not {format_duration(seconds)}."
+        )
+    return seconds
+
+
+def check_sleep_types(value: object) -> list[str]:
+    """The non-web process types that sleep with web, from a list or ``"worker,clock"``."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise Invalid('sleep_types is a list of process types, such as ["worker"].')
+    kinds: list[str] = []
+    for kind in value:
+        if not isinstance(kind, str) or not PROCESS_TYPE.match(kind) or kind == RELEASE_TYPE:
+            raise Invalid(f"{kind!r} is not a process type (such as worker or clock).")
+        if kind == "web":
+            raise Invalid("web always sleeps: sleep_types lists only the other process types.")
+        if kind not in kinds:
+            kinds.append(kind)
+    if len(",".join(kinds)) > SLEEP_TYPES_LENGTH:
+        raise Invalid(f"sleep_types is at most {SLEEP_TYPES_LENGTH} characters, commas included.")
+    return kinds
 
 
 def _memory(value: object) -> int:
