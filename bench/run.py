@@ -22,6 +22,7 @@ from bench import (
     app_fork,
     build_cache,
     control_plane,
+    control_plane_rest,
     java_build,
     memory,
     node_build,
@@ -36,6 +37,7 @@ from tests.integration.platform import Platform, start_platform, stop_platform
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FIGURES = (
+    "control-plane-rest",  # first: the platform at rest after its first deploy
     "push-to-live",
     "build-cache",
     "java-build",
@@ -56,6 +58,7 @@ DEFAULT_FIGURES = [name for name in FIGURES if name != "density"]
 
 def _figures(args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Figure]]:
     return {
+        "control-plane-rest": lambda p, b: control_plane_rest.measure(p, b, work),
         "push-to-live": lambda p, b: push_to_live.measure(p, b, work, args.runs),
         "build-cache": lambda p, b: build_cache.measure(p, b, work, args.runs),
         "java-build": lambda p, b: java_build.measure(p, b, work, args.runs),

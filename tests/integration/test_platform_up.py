@@ -1,7 +1,9 @@
-"""`slipway server up|down|status` for real: supervisord, redis, gunicorn, Celery, nginx."""
+"""`slipway server up|down|status` for real: supervisord, redis, nginx, the gevent API process
+(with the reconciler and collector in it) and the Celery worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -14,7 +16,7 @@ from tests.integration.platform import SLIPWAY, Platform, own_platform
 
 pytestmark = pytest.mark.slow
 
-PROGRAMS = {"api", "collector", "reconciler", "redis", "router", "worker"}
+PROGRAMS = {"api", "redis", "router", "worker"}
 
 
 def _states(platform: Platform) -> dict[str, tuple[str, str]]:
@@ -66,7 +68,29 @@ def test_the_control_plane_stays_on_loopback_and_in_its_data_dir(
 
     assert f"file={running_platform.data_dir}/control-plane/supervisord.sock" in conf
     assert "/var/lib/slipway" not in conf
-    assert "--bind 127.0.0.1" in conf
+    assert "--bind 127.0.0.1" in conf  # redis
+    api_pid = int(_states(running_platform)["api"][1])
+    listening = _listening(api_pid)
+    assert running_platform.settings.api_bind in listening
+    assert listening and all(address.startswith("127.0.0.1:") for address in listening)
+
+
+def _listening(pid: int) -> set[str]:
+    """The IPv4 TCP addresses (``host:port``) a process listens on, from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            host_hex, port_hex = fields[1].split(":")
+            host = ".".join(str(b) for b in reversed(bytes.fromhex(host_hex)))
+            found.add(f"{host}:{int(port_hex, 16)}")
+    return found
 
 
 def test_down_stops_everything_and_up_brings_it_back() -> None:
