@@ -6,12 +6,15 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -420,3 +423,57 @@ def test_serve_listens_on_the_wake_bind(settings: Settings) -> None:
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+GEVENT_STAMPEDE = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from slipway.host.waker import Waker, WakeServer
+from tests.unit.test_waker import Backend, FakeWake, Service
+
+backend = Backend()
+wake = FakeWake([[backend.port]], delay=0.3)
+server = WakeServer(("127.0.0.1", 0), Waker(wake))
+stop = threading.Event()
+thread = threading.Thread(target=server.serve_until, args=(stop,))
+thread.start()
+service = Service(server, stop, thread)
+payload = bytes(range(256)) * 4096
+
+
+def post(_):
+    return service.request("/echo", method="POST", body=payload)
+
+
+with ThreadPoolExecutor(50) as pool:
+    answers = list(pool.map(post, range(50)))
+stop.set()
+thread.join(5)
+backend.close()
+print(
+    monkey.is_module_patched("socket") and monkey.is_module_patched("threading"),
+    wake.calls,
+    sorted({r.status for r, _ in answers}),
+    all(b == payload for _, b in answers),
+)
+"""
+
+
+def test_under_gevent_monkey_patching_a_stampede_still_runs_one_wake() -> None:
+    """The API process runs the service among greenlets: nothing in it may block the hub."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_STAMPEDE],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True 1 [200] True"
