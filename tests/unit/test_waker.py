@@ -477,3 +477,49 @@ def test_under_gevent_monkey_patching_a_stampede_still_runs_one_wake() -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True 1 [200] True"
+
+
+def test_the_database_wake_commits_what_a_failed_wake_recorded_and_reuses_one_engine(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed wake's wake_failed event must survive the failure it reports."""
+    import types
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    import slipway.adapters
+    import slipway.db
+
+    engines = []
+    make_engine = slipway.db.make_engine
+
+    def counted(settings: Settings) -> object:
+        engine = make_engine(settings)
+        engines.append(engine)
+        return engine
+
+    def fake_wake(session: Session, adapters: object, settings: Settings, app: str) -> list[int]:
+        session.execute(text("INSERT INTO marks VALUES (:app)"), {"app": app})
+        if app == "broken":
+            raise SlipwayError("The release of broken is gone.")
+        return [8001, 8002]
+
+    sleep = types.ModuleType("slipway.services.sleep")
+    sleep.wake = fake_wake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "slipway.services.sleep", sleep)
+    monkeypatch.setattr(slipway.db, "make_engine", counted)
+    monkeypatch.setattr(slipway.adapters, "build_adapters", lambda settings: object())
+    with make_engine(settings).begin() as conn:
+        conn.execute(text("CREATE TABLE marks (app TEXT)"))
+    wake = waker_module.database_wake(settings)
+
+    ports = wake("shop")
+    with pytest.raises(SlipwayError, match="The release of broken is gone."):
+        wake("broken")
+
+    with make_engine(settings).connect() as conn:
+        marks = sorted(row[0] for row in conn.execute(text("SELECT app FROM marks")))
+    assert ports == [8001, 8002]
+    assert marks == ["broken", "shop"]
+    assert len(engines) == 1
