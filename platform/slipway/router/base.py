@@ -8,8 +8,18 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Route:
+    """One app's routing.
+
+    ``wakeable``: the app has a current release and web instances in its formation, so the wake
+    service can start it (it backs up the instances, or stands in for them when there are
+    none); otherwise an app with no instance answers 503. ``sleeping``: the app sleeps, every
+    request goes to the wake service.
+    """
+
     app: str
-    upstreams: list[int] = field(default_factory=list)  # host ports on 127.0.0.1; empty: 503
+    upstreams: list[int] = field(default_factory=list)  # host ports on 127.0.0.1
+    wakeable: bool = False
+    sleeping: bool = False
 
 
 class Router(Protocol):

@@ -30,6 +30,7 @@ from slipway.services.errors import SlipwayError
 
 APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+WAKE_ADDRESS = re.compile(r"^([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")
 MAX_BODY_SIZE = "100m"
 COMMAND_TIMEOUT = 30
 
@@ -53,6 +54,12 @@ def nginx_binary() -> str:
     return found
 
 
+def traffic_log_path(settings: Settings) -> Path:
+    """nginx's log of proxied requests, one ``<unix time> up_<app>`` line each (the sleeper
+    reads it to tell which apps are idle)."""
+    return settings.nginx_dir / "logs" / "traffic.log"
+
+
 def no_instance_message(app: str) -> str:
     return f"The app {app} has no running instance right now; try again in a moment.\\n"
 
@@ -62,16 +69,21 @@ def render_sites(
     listen: str,
     domain: str,
     servers: Mapping[str, list[str]] | None = None,
+    wake: str | None = None,
 ) -> str:
     """The whole sites configuration for these routes (names are checked: they go into nginx).
 
     ``servers`` gives each app's upstream addresses (the NAT switch's front addresses); by
-    default they are the instances' ports on 127.0.0.1.
+    default they are the instances' ports on 127.0.0.1. ``wake`` is the wake service's
+    ``host:port``, always its real address (never a front: it is no instance); without it no
+    app is wakeable.
     """
     if servers is None:
         servers = direct_servers(routes)
     if not DOMAIN.match(domain):
         raise RouterError(f"The domain {domain!r} is not a valid host name.")
+    if wake is not None and not WAKE_ADDRESS.match(wake):
+        raise RouterError(f"SLIPWAY_WAKE_BIND is {wake!r}; use host:port, like 127.0.0.1:7002.")
     for route in routes:
         if not APP_NAME.match(route.app):
             raise RouterError(f"The app name {route.app!r} cannot be routed (not a DNS label).")
@@ -87,9 +99,25 @@ def render_sites(
         domain=domain,
         domain_regex=re.escape(domain),
         no_instance_message=no_instance_message,
-        servers=servers,
+        upstreams={route.app: upstream_servers(route, servers, wake) for route in routes},
         keepalive_time=UPSTREAM_KEEPALIVE_TIME,
     )
+
+
+def upstream_servers(route: Route, servers: Mapping[str, list[str]], wake: str | None) -> list[str]:
+    """The ``server`` lines of the app's upstream; none: the app answers 503.
+
+    A wakeable app that sleeps or has no live instance goes to the wake service alone; one with
+    live instances has the wake service as backup, so a request that finds every instance gone
+    (a vanished container, a closed port) wakes the app instead of failing.
+    """
+    wakes = wake is not None and route.wakeable
+    if wakes and (route.sleeping or not route.upstreams):
+        return [f"{wake}"]
+    instances = [f"{server} max_fails=1 fail_timeout=2s" for server in servers.get(route.app, [])]
+    if instances and wakes:
+        return [*instances, f"{wake} backup"]
+    return instances
 
 
 def direct_servers(routes: list[Route]) -> dict[str, list[str]]:
@@ -107,6 +135,7 @@ class NginxRouter:
         self.sites_conf = self.dir / "sites.conf"
         self.pid_file = self.dir / "nginx.pid"
         self.logs_dir = self.dir / "logs"
+        self.traffic_log = traffic_log_path(settings)
         self.temp_dir = self.dir / "tmp"
         if settings.router_switch not in ("nat", "reload"):
             raise RouterError(
@@ -122,6 +151,7 @@ class NginxRouter:
         return _templates.get_template("nginx.conf.j2").render(
             pid_file=self.pid_file,
             logs_dir=self.logs_dir,
+            traffic_log=self.traffic_log,
             temp_dir=self.temp_dir,
             sites_file=sites_file,
             max_body_size=MAX_BODY_SIZE,
@@ -152,7 +182,13 @@ class NginxRouter:
         with self._locked():
             self._write_main()
             servers = self.nat.fronts(routes) if self.nat is not None else direct_servers(routes)
-            text = render_sites(routes, self.settings.router_bind, self.settings.domain, servers)
+            text = render_sites(
+                routes,
+                self.settings.router_bind,
+                self.settings.domain,
+                servers,
+                self.settings.wake_bind,
+            )
             same = self.sites_conf.exists() and self.sites_conf.read_text() == text
             candidate = None if same else self._checked(text)
             try:

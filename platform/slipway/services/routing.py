@@ -1,4 +1,5 @@
-"""What the router should serve, read from the database: every app and its live web instances."""
+"""What the router should serve, read from the database: every app, its live web instances, and
+whether the wake service stands behind it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from slipway.router.base import Route
 
 
 def routes_from_db(session: Session) -> list[Route]:
-    """One route per app (an app with no live web instance gets none: the router answers 503)."""
+    """One route per app.
+
+    A sleeping app gets no instance (its requests go to the wake service while its instances
+    stop); an app that is not wakeable and has no live web instance answers 503.
+    """
     ports: dict[int, list[int]] = defaultdict(list)
     live = select(Instance.app_id, Instance.host_port).where(
         Instance.state == LIVE, Instance.process_type == "web", Instance.host_port.is_not(None)
@@ -21,5 +26,17 @@ def routes_from_db(session: Session) -> list[Route]:
     for app_id, port in session.execute(live):
         if port is not None:
             ports[app_id].append(port)
-    apps = session.execute(select(App.id, App.name).order_by(App.name))
-    return [Route(app=name, upstreams=sorted(ports[app_id])) for app_id, name in apps]
+    apps = session.execute(
+        select(App.id, App.name, App.current_release_id, App.formation, App.sleeping).order_by(
+            App.name
+        )
+    )
+    return [
+        Route(
+            app=name,
+            upstreams=[] if sleeping else sorted(ports[app_id]),
+            wakeable=release_id is not None and int((formation or {}).get("web", 0)) > 0,
+            sleeping=bool(sleeping),
+        )
+        for app_id, name, release_id, formation, sleeping in apps
+    ]
