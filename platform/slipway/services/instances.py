@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -333,13 +334,23 @@ def switch_and_drain(
     new: list[Instance],
     old: list[Instance],
     log: Log,
+    wakes: bool = True,
 ) -> None:
-    """Route to ``new`` only, then give ``old`` a grace period and stop them."""
+    """Route to ``new`` only, then give ``old`` a grace period and stop them.
+
+    ``wakes``: the app runs its whole formation now (a deploy, config change, rollback or
+    wake), so it is awake and active from this switch on; a scale leaves a sleeping app asleep.
+    """
     for instance in new:
         instance.state = LIVE
     for instance in old:
         instance.state = DRAINING
     app.current_release_id = release.id
+    if wakes:
+        # In the switch's transaction: the routes below already send the app's requests to
+        # its instances, not to the wake service.
+        app.sleeping = False
+        app.active_at = datetime.now(UTC)
     session.flush()
     try:
         adapters.router.apply(routes_from_db(session))
@@ -554,8 +565,10 @@ def scale_to_formation(
         return
     running = running_instances(session, app)
     plan = dict(formation_plan(app, release, log))
+    # A sleeping app keeps its formation for the next wake: its sleeping types stay as they are.
+    asleep = asleep_types(app)
     missing, extra = [], []
-    for process_type in set(plan) | {i.process_type for i in running}:
+    for process_type in (set(plan) | {i.process_type for i in running}) - asleep:
         have = sorted((i for i in running if i.process_type == process_type), key=lambda i: i.index)
         count = plan.get(process_type, 0)
         extra += have[count:]
@@ -564,7 +577,17 @@ def scale_to_formation(
         missing += [(process_type, next(free)) for _ in range(count - len(have[:count]))]
     checks = web_checks(release)
     new = start_group(session, adapters, settings, app, release, sorted(missing), log, checks)
-    switch_and_drain(session, adapters, settings, app, release, new, extra, log)
+    switch_and_drain(session, adapters, settings, app, release, new, extra, log, wakes=False)
+
+
+def sleep_types(app: App) -> set[str]:
+    """The process types that sleep with the app: web, and those its sleep_types name."""
+    return {"web"} | {name.strip() for name in app.sleep_types.split(",") if name.strip()}
+
+
+def asleep_types(app: App) -> set[str]:
+    """The process types that sleep now: none while the app is awake."""
+    return sleep_types(app) if app.sleeping else set()
 
 
 def scale(session: Session, app: App, formation: object) -> dict[str, int]:

@@ -6,7 +6,8 @@ It runs on start and periodically. Each pass:
    time, and removes their build containers, build volumes and half-started instances;
 2. removes instances left ``starting`` with no deploy or roll running (a worker died while it
    started them: they would crash-loop until the next deploy), then restarts instances that
-   should run but whose container is gone or exited (same release);
+   should run but whose container is gone or exited (same release), never those of a sleeping
+   app's sleeping types;
 3. removes containers and volumes no row owns;
 4. rewrites the router configuration;
 5. records a nearly-full event for each space that reached 90% of its size.
@@ -191,8 +192,12 @@ def _restart_app(
 ) -> list[str]:
     states = (LIVE, CRASHED, STOPPED)
     wanted = select(Instance).where(Instance.app_id == app.id, Instance.state.in_(states))
+    # A sleeping app's sleeping types start only when it wakes (a wake retires what is left).
+    asleep = instances.asleep_types(app)
     restarted = []
     for instance in session.scalars(wanted).all():
+        if instance.process_type in asleep:
+            continue
         info = containers.get(str(instance.id))
         if instance.state == STOPPED:
             _keep_stopped(session, adapters, app, instance, info)
