@@ -272,6 +272,18 @@ def test_a_request_held_longer_than_the_wait_bound_gets_a_503_and_the_wake_still
     assert wake.calls == 1 and wake.most_running == 1
 
 
+def test_a_wake_that_dies_without_an_error_still_releases_the_held_requests() -> None:
+    def killed(app: str) -> list[int]:
+        raise KeyboardInterrupt  # as a killed greenlet would: not an Exception
+
+    waker = Waker(killed, backoff=5)
+
+    with pytest.raises(KeyboardInterrupt):
+        waker.lease("shop")
+    with pytest.raises(waker_module.WakeDown, match="The wake was interrupted."):
+        waker.lease("shop")
+
+
 def test_an_app_name_is_required(start: Start) -> None:
     wake = FakeWake([[closed_port()]])
     service = start(Waker(wake))
@@ -306,7 +318,9 @@ def test_a_woken_port_that_refuses_is_a_502_without_another_wake(start: Start) -
     response, body = service.request("/")
 
     assert response.status == 502
-    assert body.startswith(b"shop woke, but its instance refused the connection")
+    assert body == b"shop woke, but its instance does not accept connections (%b).\n" % (
+        b"Connection refused"
+    )
     assert wake.calls == 1
 
 

@@ -191,16 +191,30 @@ class Waker:
         """The leader's part: call wake once, record the outcome, release the waiting requests."""
         started = self._clock()
         ports: list[int] = []
-        failure = ""
+        # Whatever happens (a greenlet killed mid-wake included), the flight ends and the held
+        # requests are released: a flight left running would hold every later request.
+        failure = "The wake was interrupted."
         try:
             ports = [int(port) for port in self._wake(app)]
-            if not ports:
-                failure = "It has no web instance to answer."
+            failure = "" if ports else "It has no web instance to answer."
         except SlipwayError as error:
             failure = _sentence(str(error)) or "Its start failed."
         except Exception:
             logger.exception("waking %s failed unexpectedly", app)
             failure = "The wake service failed unexpectedly (the platform log says why)."
+        finally:
+            self._land(app, state, flight, ports, failure, started)
+
+    def _land(
+        self,
+        app: str,
+        state: _AppState,
+        flight: _Flight,
+        ports: list[int],
+        failure: str,
+        started: float,
+    ) -> None:
+        """Record a wake's outcome (backoff or cached ports) and release the waiting requests."""
         with self._lock:
             now = self._clock()
             seconds = now - started
@@ -254,7 +268,8 @@ class Waker:
             if lease.fresh:
                 break
             self.forget(lease, app)
-        raise Unreachable(f"{app} woke, but its instance refused the connection ({refused}).")
+        why = (refused.strerror if refused is not None else None) or "no port to connect to"
+        raise Unreachable(f"{app} woke, but its instance does not accept connections ({why}).")
 
 
 def _seconds(value: float) -> int:
