@@ -8,7 +8,8 @@ a hundred followers cost a hundred small greenlets, and the API keeps answering.
 Beside the WSGI server, as greenlets of the same process: the reconciler loop, the collector, the
 scheduled space backups, and, when their modules are there, the sleeper (apps idle too long go
 to sleep) and the wake service (requests to a sleeping app start it). Each agent is restarted
-after a pause when it fails, and every one stops when SIGTERM or SIGINT arrives.
+after a pause when it fails, and every one stops when SIGTERM or SIGINT arrives. SQLite writers
+of the process wait for each other cooperatively (:mod:`slipway.host.sqlite_writes`).
 
 The scheduled backups run as a greenlet too, not in a thread of gevent's threadpool: they run
 ``tar``, ``zstd`` and the space provider's tools, and gevent's subprocesses can only be waited
@@ -41,6 +42,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from slipway.config import Settings, get_settings
+from slipway.host.sqlite_writes import serialize_writes
 
 logger = logging.getLogger("slipway.api_server")
 access_logger = logging.getLogger("slipway.access")
@@ -230,6 +232,7 @@ def main() -> None:
     access.setFormatter(logging.Formatter("%(message)s"))
     access_logger.addHandler(access)
     access_logger.propagate = False
+    serialize_writes()  # SQLite writers wait for each other in the loop, not in SQLite's sleep
     serve(get_settings(), stop_on_signals())
 
 
