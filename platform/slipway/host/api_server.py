@@ -9,7 +9,8 @@ Beside the WSGI server, as greenlets of the same process: the reconciler loop, t
 scheduled space backups, and, when their modules are there, the sleeper (apps idle too long go
 to sleep) and the wake service (requests to a sleeping app start it). Each agent is restarted
 after a pause when it fails, and every one stops when SIGTERM or SIGINT arrives. SQLite writers
-of the process wait for each other cooperatively (:mod:`slipway.host.sqlite_writes`).
+of the process wait for each other cooperatively (:mod:`slipway.host.sqlite_writes`), and so do
+file locks (:mod:`slipway.host.cooperative_flock`).
 
 The scheduled backups run as a greenlet too, not in a thread of gevent's threadpool: they run
 ``tar``, ``zstd`` and the space provider's tools, and gevent's subprocesses can only be waited
@@ -42,6 +43,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from slipway.config import Settings, get_settings
+from slipway.host.cooperative_flock import cooperative_flock
 from slipway.host.sqlite_writes import serialize_writes
 
 logger = logging.getLogger("slipway.api_server")
@@ -233,6 +235,7 @@ def main() -> None:
     access_logger.addHandler(access)
     access_logger.propagate = False
     serialize_writes()  # SQLite writers wait for each other in the loop, not in SQLite's sleep
+    cooperative_flock()  # so do takers of a file lock (the router's, the loop files')
     serve(get_settings(), stop_on_signals())
 
 
