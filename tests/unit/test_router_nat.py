@@ -50,3 +50,31 @@ def test_nginx_names_the_front_addresses_not_the_instances(tmp_path: Path) -> No
     assert f"server {nat.fronts(routes)['a'][0]} " in text
     assert "5001" not in text
     assert "keepalive_time 1s;" in text
+
+
+def test_the_wake_service_is_named_by_its_real_address_never_a_front(tmp_path: Path) -> None:
+    nat = NatSwitch("abc123", tmp_path)
+    routes = [
+        Route("awake", [5001], wakeable=True),
+        Route("asleep", [], wakeable=True, sleeping=True),
+    ]
+    fronts = nat.fronts(routes)
+    text = render_sites(routes, "127.0.0.1:8080", "localhost", fronts, "127.0.0.1:7002")
+
+    assert list(fronts) == ["awake"]  # a sleeping app has no front address
+    assert f"server {fronts['awake'][0]} max_fails=1 fail_timeout=2s;" in text
+    assert text.count("server 127.0.0.1:7002 backup;") == 1
+    assert "server 127.0.0.1:7002;" in text
+    assert "7002" not in nat.rules(routes, fronts)
+
+
+def test_an_app_going_to_sleep_only_removes_nat_rules(tmp_path: Path) -> None:
+    """So the router reloads nginx (to the wake service) before the rules to its instances go."""
+    nat = NatSwitch("abc123", tmp_path)
+    awake = [Route("hello", [5001], wakeable=True), Route("other", [6001], wakeable=True)]
+    asleep = [Route("hello", [], wakeable=True, sleeping=True), awake[1]]
+    before = set(nat.rules(awake, nat.fronts(awake)).splitlines())
+    after = set(nat.rules(asleep, nat.fronts(asleep)).splitlines())
+
+    assert after < before  # only removes: nginx first, then the NAT chain
+    assert not before <= after  # waking adds rules: the NAT chain first, then nginx

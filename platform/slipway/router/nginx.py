@@ -82,7 +82,7 @@ def render_sites(
         servers = direct_servers(routes)
     if not DOMAIN.match(domain):
         raise RouterError(f"The domain {domain!r} is not a valid host name.")
-    if wake is not None and not WAKE_ADDRESS.match(wake):
+    if wake is not None and not WAKE_ADDRESS.fullmatch(wake):
         raise RouterError(f"SLIPWAY_WAKE_BIND is {wake!r}; use host:port, like 127.0.0.1:7002.")
     for route in routes:
         if not APP_NAME.match(route.app):
