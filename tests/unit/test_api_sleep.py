@@ -1,6 +1,7 @@
 """Sleep through the API: the sleep_after and sleep_types settings, the app's sleeping state,
-and POST /apps/<app>/sleep and /wake (with a stand-in for the sleep domain: its own tests are
-in test_sleep*.py; here the views' parsing, statuses and answers are under test)."""
+and POST /apps/<app>/sleep and /wake: their statuses and answers with a stand-in for the sleep
+domain (whose own tests are in test_sleep*.py), and a sleep through the real one with fake
+adapters."""
 
 # ruff: noqa: F811  # the fixtures imported from the other test modules are requested by name
 
@@ -19,8 +20,10 @@ from sqlalchemy.orm import Session
 import slipway.services
 from slipway.config import Settings
 from slipway.db import session_scope
-from slipway.models import App
+from slipway.models import App, Instance
+from slipway.models.event import Event
 from slipway.services import apps
+from slipway.services.deploys import app_lock
 from slipway.services.errors import Conflict, Invalid, SlipwayError
 from tests.unit.test_api import Api, api, release_app  # noqa: F401  (fixtures are used by name)
 
@@ -32,7 +35,7 @@ def settings(tmp_path: Path) -> Settings:
     """A platform whose apps sleep after 30 minutes unless they say otherwise."""
     data = tmp_path / "data"
     data.mkdir()
-    return Settings(data_dir=data, sleep_after=PLATFORM_SLEEP_AFTER)
+    return Settings(data_dir=data, sleep_after=PLATFORM_SLEEP_AFTER, drain_grace=0)
 
 
 class WakeFailed(SlipwayError):
@@ -253,3 +256,41 @@ def test_post_wake_wakes_the_app_and_a_failed_wake_is_503_with_the_reason(
     sleep.refuse = WakeFailed(reason)
     failed = api.call("POST", "/apps/hello/wake")
     assert (failed.status_code, failed.get_json()) == (503, {"error": reason})
+
+
+# ----------------------------------------------------------------------------- the real domain
+
+
+def test_a_requested_sleep_retires_web_and_records_why(api: Api) -> None:
+    api.create("hello")
+    release_app(api, "hello")
+    response = api.call("POST", "/apps/hello/sleep")
+    assert response.status_code == 200, response.get_json()
+    app = response.get_json()
+    assert (app["state"], app["sleeping"], app["instances"]) == ("sleeping", True, [])
+    with session_scope(api.factory) as session:
+        assert session.scalars(select(Instance)).all() == []
+        events = session.scalars(select(Event).where(Event.type == "app_slept")).all()
+        assert [e.message for e in events] == ["hello went to sleep: requested."]
+    again = api.call("POST", "/apps/hello/sleep")  # asleep already: the same answer
+    assert (again.status_code, again.get_json()["state"]) == (200, "sleeping")
+
+
+def test_a_sleep_is_refused_for_an_app_that_cannot_sleep_or_is_deploying(
+    api: Api, settings: Settings
+) -> None:
+    api.create("new")
+    refused = api.call("POST", "/apps/new/sleep")
+    assert refused.status_code == 422
+    assert refused.get_json() == {
+        "error": "new has no release yet; there is nothing to put to sleep."
+    }
+    api.create("hello")
+    release_app(api, "hello")
+    with session_scope(api.factory) as session:
+        app_id = session.scalars(select(App.id).where(App.name == "hello")).one()
+    with app_lock(settings, app_id, timeout=0):
+        busy = api.call("POST", "/apps/hello/sleep")
+    assert busy.status_code == 409
+    assert busy.get_json() == {"error": "A deploy of hello is running; it cannot sleep now."}
+    assert api.call("GET", "/apps/hello").get_json()["state"] == "running"
