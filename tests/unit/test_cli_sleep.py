@@ -106,7 +106,7 @@ def test_ps_says_a_sleeping_app_wakes_on_the_next_request(api: FakeApi) -> None:
     lines = run("ps", "-a", "hello").output.splitlines()
     assert lines == [
         "Formation: web=1 worker=1",
-        "Sleeping (web, worker stopped): the next request wakes it.",
+        "State: sleeping (web, worker stopped); the next request wakes it.",
         "No processes.",
     ]
 
@@ -114,7 +114,11 @@ def test_ps_says_a_sleeping_app_wakes_on_the_next_request(api: FakeApi) -> None:
 def test_ps_says_when_an_awake_app_sleeps_and_nothing_when_it_never_does(api: FakeApi) -> None:
     api.on("GET", "/apps/hello/processes", (200, processes(sleeping=False, sleep_after=900)))
     lines = run("ps", "-a", "hello").output.splitlines()
-    assert lines[1] == "Sleeps (web) after 15m without a request."
+    assert lines[1] == "Sleeps after 15m without a request."
+    worker = processes(sleeping=False, sleep_after=7200, sleep_types=["worker"])
+    api.on("GET", "/apps/hello/processes", (200, worker))
+    lines = run("ps", "-a", "hello").output.splitlines()
+    assert lines[1] == "Sleeps after 2h without a request (web with worker)."
     api.on("GET", "/apps/hello/processes", (200, processes(sleeping=False, sleep_after=0)))
     lines = run("ps", "-a", "hello").output.splitlines()
     assert lines[0] == "Formation: web=1 worker=1"

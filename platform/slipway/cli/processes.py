@@ -48,13 +48,15 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
 
 def sleep_summary(data: dict[str, Any]) -> str:
     """One line on sleep: asleep and how it wakes, or when it sleeps; empty if it never does."""
-    kinds = ", ".join(["web", *(data.get("sleep_types") or [])])
+    others = data.get("sleep_types") or []
     if data.get("sleeping"):
-        return f"Sleeping ({kinds} stopped): the next request wakes it."
+        kinds = ", ".join(["web", *others])
+        return f"State: sleeping ({kinds} stopped); the next request wakes it."
     after = int(data.get("sleep_after") or 0)
     if after <= 0:
         return ""
-    return f"Sleeps ({kinds}) after {format_duration(after)} without a request."
+    with_types = f" (web with {', '.join(others)})" if others else ""
+    return f"Sleeps after {format_duration(after)} without a request{with_types}."
 
 
 def control_processes(app: str | None, target: str | None, action: str) -> None:
