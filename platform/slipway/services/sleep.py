@@ -181,18 +181,16 @@ def _wake_locked(session: Session, adapters: Adapters, settings: Settings, app: 
         raise WakeFailed(f"{app.name} has its web process scaled to 0; scale it up to serve.")
     web = _web_instances(session, app)
     was_sleeping = app.sleeping
-    serving: list[tuple[int, int]] = []
     if not was_sleeping:
         if any(i.state == STOPPED for i in web):
             raise WakeFailed(f"The web process of {app.name} is stopped; start it with ps:start.")
         serving = _accepting(adapters, settings, web)
         if serving:
-            return sorted(port for _, port in serving)
-    # Gone means start anew: a vanished container or a closed port gets a new instance.
-    gone = web if was_sleeping else [i for i in web if i.id not in dict(serving)]
-    if gone:
-        logger.info("%s: starting anew in place of %s", app.name, _names(gone))
-        instances.retire_all(session, adapters, gone)
+            return serving
+    # Gone means start anew: none serves (vanished containers, closed ports), so all go.
+    if web:
+        logger.info("%s: starting anew in place of %s", app.name, _names(web))
+        instances.retire_all(session, adapters, web)
     log = _log_for(app.name)
     wanted = _wanted(session, app, release, was_sleeping, log)
     new = instances.start_checked(session, adapters, settings, app, release, wanted, log)
@@ -229,24 +227,21 @@ def _web_instances(session: Session, app: App) -> list[Instance]:
     return [i for i in instances.running_instances(session, app) if i.process_type == "web"]
 
 
-def _accepting(
-    adapters: Adapters, settings: Settings, web: list[Instance]
-) -> list[tuple[int, int]]:
-    """``(instance id, port)`` of the live web instances whose container runs and whose port
-    accepts."""
+def _accepting(adapters: Adapters, settings: Settings, web: list[Instance]) -> list[int]:
+    """Ports of the live web instances whose container runs and whose port accepts."""
     running = {
         c.container_id
         for c in adapters.runtime.list(instances.platform_labels(settings))
         if c.status == "running"
     }
-    return [
-        (i.id, i.host_port)
+    return sorted(
+        i.host_port
         for i in web
         if i.state == LIVE
         and i.host_port is not None
         and i.container_id in running
         and adapters.runtime.wait_for_port(i.host_port, ACCEPT_TIMEOUT)
-    ]
+    )
 
 
 def _record_failure(session: Session, app: App, reason: str) -> None:
