@@ -26,6 +26,7 @@ from slipway.services import apps
 from slipway.services.deploys import app_lock
 from slipway.services.errors import Conflict, Invalid, SlipwayError
 from tests.unit.test_api import Api, api, release_app  # noqa: F401  (fixtures are used by name)
+from tests.unit.test_api_app_fork import deployed_with_space
 
 PLATFORM_SLEEP_AFTER = 1800
 
@@ -172,6 +173,18 @@ def test_the_view_follows_the_platform_setting_until_the_app_has_its_own(
         "sleep_types": ["worker"],
         "sleeping": False,
     }
+
+
+def test_a_fork_takes_the_sleep_settings_and_starts_awake(api: Api) -> None:
+    deployed_with_space(api)
+    settings = {"sleep_after": "10m", "sleep_types": ["worker"]}
+    assert api.call("PATCH", "/apps/hello", json=settings).status_code == 200
+    set_sleeping(api, "hello")
+    fork = api.call("POST", "/apps/hello/fork", json={"name": "hello-pr1"})
+    assert fork.status_code == 201, fork.get_json()
+    made = fork.get_json()
+    assert (made["sleep_after"], made["sleep_after_source"]) == (600, "app")
+    assert (made["sleep_types"], made["sleeping"]) == (["worker"], False)
 
 
 # ----------------------------------------------------------------------------- state

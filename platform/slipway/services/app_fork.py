@@ -1,11 +1,12 @@
 """``apps:fork``: a new app on another app's current release and settings, with its spaces forked.
 
-The new app gets the source's config, formation, memory, health check and deploy strategy, and a
-release v1 of the source's current release (its slug and assets shared on disk: they are never
-written again). Each space attached to the source is forked as it is at that moment (constant
-time with the btrfs provider) into ``<new>-<slot>`` and attached to the new app in the same slot
-for the same process types. The new app then rolls out like a rollback does: the release phase,
-then its instances. A preview or staging environment with production data, in seconds.
+The new app gets the source's config, formation, memory, health check, deploy strategy and sleep
+settings (it starts awake, whether the source sleeps or not), and a release v1 of the source's
+current release (its slug and assets shared on disk: they are never written again). Each space
+attached to the source is forked as it is at that moment (constant time with the btrfs provider)
+into ``<new>-<slot>`` and attached to the new app in the same slot for the same process types.
+The new app then rolls out like a rollback does: the release phase, then its instances. A preview
+or staging environment with production data, in seconds.
 
 Nothing is left behind by a fork that fails half-way: the spaces it forked and the app go.
 """
@@ -127,6 +128,8 @@ def _new_app(
     app.memory = source.memory
     app.health_check_path = source.health_check_path
     app.deploy_strategy = source.deploy_strategy
+    app.sleep_after = source.sleep_after
+    app.sleep_types = source.sleep_types
     session.flush()
     return app
 
