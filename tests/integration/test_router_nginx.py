@@ -256,6 +256,119 @@ def test_routes_come_back_when_the_nat_table_was_emptied(router: NginxRouter, up
     assert _get(router, "/", host="hello.localhost").text.startswith("back|")
 
 
+# ----------------------------------------------------------------------------- sleep and wake
+
+
+class _WakeStandIn(BaseHTTPRequestHandler):
+    """Stands in for the wake service: answers ``wake|<X-Slipway-App>|<path>``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        body = f"wake|{self.headers.get('X-Slipway-App', '')}|{self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=["nat", "reload"])
+def wake_router(settings: Settings, request: pytest.FixtureRequest) -> Iterator[NginxRouter]:
+    """A router (with each switch) whose wake service is a stand-in on a free port of its own."""
+    stand_in = ThreadingHTTPServer(("127.0.0.1", 0), _WakeStandIn)
+    stand_in.daemon_threads = True
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    wake_bind = f"127.0.0.1:{stand_in.server_address[1]}"
+    router = NginxRouter(
+        settings.with_overrides(
+            router_bind=f"127.0.0.1:{free_port()}",
+            wake_bind=wake_bind,
+            router_switch=request.param,
+        )
+    )
+    router.start()
+    yield router
+    router.stop()
+    router.release_switch()
+    stand_in.shutdown()
+    stand_in.server_close()
+
+
+def test_a_sleeping_apps_requests_reach_the_wake_service_with_its_name(
+    wake_router: NginxRouter,
+) -> None:
+    wake_router.apply([Route("asleep", [], wakeable=True, sleeping=True)])
+
+    by_host = requests.get(
+        _url(wake_router, "/a/b?x=1"),
+        headers={"Host": "asleep.localhost", "X-Slipway-App": "someone-else"},
+        timeout=5,
+    )
+    by_path = _get(wake_router, "/asleep/c")
+
+    assert (by_host.status_code, by_host.text) == (200, "wake|asleep|/a/b?x=1")
+    assert (by_path.status_code, by_path.text) == (200, "wake|asleep|/c")
+    # nginx's traffic log names the app (flushed within 2 s): what the sleeper reads.
+    wait_until(
+        lambda: " up_asleep" in _read(wake_router.traffic_log), 10, "the traffic log names it"
+    )
+
+
+def test_an_awake_app_whose_instance_port_is_closed_falls_to_the_wake_service(
+    wake_router: NginxRouter, upstream
+) -> None:
+    wake_router.apply([Route("hello", [free_port()], wakeable=True)])
+
+    answers = [_get(wake_router, "/", host="hello.localhost") for _ in range(4)]
+
+    assert [(r.status_code, r.text) for r in answers] == [(200, "wake|hello|/")] * 4
+    # Started anew: the fast path again once nginx tries the instance's address (it rests a
+    # failed server for fail_timeout, 2 s; meanwhile the wake service passes requests on).
+    wake_router.apply([Route("hello", [upstream("a")], wakeable=True)])
+    wait_until(
+        lambda: _get(wake_router, "/", host="hello.localhost").text.startswith("a|"),
+        5,
+        "requests go to the instance again",
+    )
+
+
+def test_an_app_sleeps_and_wakes_without_a_failed_request(
+    wake_router: NginxRouter, upstream
+) -> None:
+    """Through the NAT switch: to sleep, nginx moves to the wake service before the instance's
+    rule goes; to wake, the rule comes before nginx moves back."""
+    port = upstream("a")
+    awake = [Route("hello", [port], wakeable=True), Route("other", [upstream("b")], True)]
+    asleep = [Route("hello", [], wakeable=True, sleeping=True), awake[1]]
+    seen: list[str] = []
+    for routes in (awake, asleep, awake, asleep):
+        wake_router.apply(routes)
+        response = _get(wake_router, "/", host="hello.localhost")
+        assert response.status_code == 200
+        seen.append(response.text.split("|")[0])
+        assert _get(wake_router, "/", host="other.localhost").text.startswith("b|")
+
+    assert seen == ["a", "wake", "a", "wake"]
+
+
+def test_an_app_that_is_not_wakeable_still_answers_503(wake_router: NginxRouter) -> None:
+    wake_router.apply([Route("idle", []), Route("zero", [], wakeable=False, sleeping=True)])
+
+    for host in ("idle.localhost", "zero.localhost"):
+        response = _get(wake_router, "/", host=host)
+        assert response.status_code == 503 and "has no running instance" in response.text
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def test_start_is_idempotent_and_stop_ends_nginx(settings: Settings) -> None:
     router = NginxRouter(settings.with_overrides(router_bind=f"127.0.0.1:{free_port()}"))
     router.start()
