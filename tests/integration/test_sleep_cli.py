@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -59,6 +60,12 @@ def running(app: str) -> int:
     return sum(1 for c in containers_of(app, "instance") if c.status == "running")
 
 
+def events(platform: Platform, app: str, kind: str) -> list[dict[str, Any]]:
+    reply = platform.api("GET", f"/apps/{app}/events", params={"type": kind})
+    assert reply.status_code == 200, reply.text
+    return list(reply.json())
+
+
 def get(platform: Platform, app: str) -> requests.Response:
     with requests.Session() as http:
         http.trust_env = False
@@ -93,6 +100,9 @@ def test_sleep_and_wake_from_the_command_line(running_platform: Platform, tmp_pa
             == f"{app} is sleeping: the next request wakes it (or `slipway ps:wake -a {app}`)."
         )
         assert running(app) == 0  # the answer came once the instance was gone
+        assert [e["message"] for e in events(platform, app, "app_slept")] == [
+            f"{app} went to sleep: requested."
+        ]
         assert (
             fields(ok(slipway(platform, tmp_path, "apps:info", "-a", app)))["state"] == "sleeping"
         )
@@ -105,6 +115,7 @@ def test_sleep_and_wake_from_the_command_line(running_platform: Platform, tmp_pa
         assert time.monotonic() - started < WAKE_TIMEOUT
         assert fields(ok(slipway(platform, tmp_path, "apps:info", "-a", app)))["state"] == "running"
         assert running(app) == 1
+        assert len(events(platform, app, "app_woke")) == 1
 
         ok(slipway(platform, tmp_path, "ps:sleep", "-a", app))
         wait_until(lambda: running(app) == 0, 30, f"{app} still runs after ps:sleep")
