@@ -417,3 +417,16 @@ def test_routes_say_which_apps_are_wakeable_and_sleeping(
     app.sleeping, app.formation = False, {"web": 0}
     session.commit()
     assert routes_from_db(session) == [Route("hello", [web.host_port], wakeable=False)]
+
+
+def test_a_web_process_stopped_by_the_user_is_not_handed_to_the_wake_service(
+    session: Session, app: App, adapters: Adapters, settings: Settings
+) -> None:
+    _deployed(session, app, adapters, settings, STATIC)
+    [route] = routes_from_db(session)
+    assert route.wakeable and route.upstreams
+    [web] = live(session, app)
+    web.state = "stopped"  # what ps:stop records
+    session.flush()
+    [route] = routes_from_db(session)
+    assert not route.wakeable and route.upstreams == []  # the router's 503, no wake_failed

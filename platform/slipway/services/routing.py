@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.models import App, Instance
-from slipway.models.instance import LIVE
+from slipway.models.instance import LIVE, STOPPED
 from slipway.router.base import Route
 
 
@@ -26,6 +26,13 @@ def routes_from_db(session: Session) -> list[Route]:
     for app_id, port in session.execute(live):
         if port is not None:
             ports[app_id].append(port)
+    # A web process the user stopped (ps:stop) stays stopped: the router answers 503 for it
+    # rather than have the wake service fail (and record wake_failed) on every request.
+    stopped = set(
+        session.scalars(
+            select(Instance.app_id).where(Instance.state == STOPPED, Instance.process_type == "web")
+        )
+    )
     apps = session.execute(
         select(App.id, App.name, App.current_release_id, App.formation, App.sleeping).order_by(
             App.name
@@ -35,7 +42,9 @@ def routes_from_db(session: Session) -> list[Route]:
         Route(
             app=name,
             upstreams=[] if sleeping else sorted(ports[app_id]),
-            wakeable=release_id is not None and int((formation or {}).get("web", 0)) > 0,
+            wakeable=release_id is not None
+            and int((formation or {}).get("web", 0)) > 0
+            and app_id not in stopped,
             sleeping=bool(sleeping),
         )
         for app_id, name, release_id, formation, sleeping in apps
