@@ -420,7 +420,7 @@ def test_routes_say_which_apps_are_wakeable_and_sleeping(
 
 
 def test_a_web_process_stopped_by_the_user_is_not_handed_to_the_wake_service(
-    session: Session, app: App, adapters: Adapters, settings: Settings
+    session: Session, app: App, adapters: Adapters, settings: Settings, sent: RecordingSender
 ) -> None:
     _deployed(session, app, adapters, settings, STATIC)
     [route] = routes_from_db(session)
