@@ -50,13 +50,14 @@ BODY_SIZE = 300 * 1024
 # Far enough ahead that the roll of the config change that sets it is long done by then.
 NEVER_LISTEN_DELAY = 45
 
-# A stdlib app: GET answers with its greeting, version and container (hostname); POST answers
+# A stdlib app: GET answers with its greeting, version and a token drawn at its start (each
+# start, so each container, has its own); POST answers
 # the sha256 and length of the body it read (Content-Length or chunked). Past the unix time in
 # NEVER_LISTEN_AFTER a fresh start never opens its port.
 APP = """\
 import hashlib
 import os
-import socket
+import secrets
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -64,6 +65,8 @@ if time.time() > float(os.environ.get("NEVER_LISTEN_AFTER", "inf")):
     print("past NEVER_LISTEN_AFTER: this start never listens", flush=True)
     while True:
         time.sleep(3600)
+
+STARTED = secrets.token_hex(6)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -79,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         greeting = os.environ.get("GREETING", "hello")
-        self.answer(f"{greeting} from {VERSION} on {socket.gethostname()}")
+        self.answer(f"{greeting} from {VERSION} on {STARTED}")
 
     def do_POST(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -178,11 +181,19 @@ def sleeping(platform: Platform, app: str) -> bool:
 
 
 def put_to_sleep(platform: Platform, app: str) -> None:
-    """``ps:sleep`` through the API; asleep means no running container left."""
+    """``ps:sleep`` through the API; asleep means no running container left.
+
+    A roll the worker still runs (a scale's) holds the app: 409 until it is done.
+    """
+    deadline = time.monotonic() + ROLL_TIMEOUT
     reply = platform.api("POST", f"/apps/{app}/sleep")
+    while reply.status_code == 409 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        reply = platform.api("POST", f"/apps/{app}/sleep")
     assert reply.status_code == 200, reply.text
     wait_until(lambda: sleeping(platform, app), 30, f"{app} is not shown sleeping")
     wait_until(lambda: not running(app), 30, f"{app}'s containers are still running")
+    wait_until(lambda: sleeping(platform, app), 30, f"{app} is not shown sleeping")
 
 
 def running(app: str) -> list[Any]:
@@ -236,6 +247,8 @@ def test_an_idle_app_sleeps_and_its_next_request_wakes_it(platform: Platform, ap
     wait_until(lambda: sleeping(platform, app), SLEEP_TIMEOUT, f"{app} never fell asleep")
 
     wait_until(lambda: not running(app), 30, "the sleeping app's container still runs")
+    # The switch to sleeping is committed before the instances retire, the event after.
+    wait_until(lambda: bool(events(platform, app, "app_slept")), 30, "no app_slept event")
     [slept] = events(platform, app, "app_slept")
     assert "idle" in slept["message"]
     assert "sleeping" in cli(platform, "ps", "--app", app)
@@ -313,7 +326,7 @@ def test_concurrent_first_requests_start_exactly_one_instance(
     assert errors == []
     assert [status for status, _ in answers] == [200] * STAMPEDE, answers
     hosts = {text.split(" on ")[-1].strip() for _, text in answers}
-    assert len(hosts) == 1, hosts  # every answer came from the same container
+    assert len(hosts) == 1, hosts  # every answer came from the same start
     assert len(all_container_ids(app) - before) == 1
     assert len(running(app)) == 1
     assert len(events(platform, app, "app_woke")) == woke_before + 1
