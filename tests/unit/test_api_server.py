@@ -100,3 +100,15 @@ def test_access_log_lines_read_like_gunicorns() -> None:
         environ={"HTTP_UPGRADE": "websocket"}, _orig_status=None, status=None, response_length=0
     ).format_request()
     assert websocket.endswith('" 101 - "-" "-"')
+
+
+def test_slipway_server_api_becomes_the_api_server_module() -> None:
+    from click.testing import CliRunner
+
+    from slipway.cli.server import server
+
+    with mock.patch("os.execv") as execv:
+        result = CliRunner().invoke(server, ["api"])
+
+    assert result.exit_code == 0, result.output
+    execv.assert_called_once_with(sys.executable, [sys.executable, "-m", "slipway.host.api_server"])
