@@ -56,9 +56,8 @@ def _parent(pid: int) -> int:
 
 def _command(pid: int) -> str:
     raw = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    words = raw.split()
-    if words and "/" in words[0]:
-        words[0] = words[0].rsplit("/", 1)[1]
+    # Paths shortened to their last part: the table names no directory of the machine.
+    words = [word.rsplit("/", 1)[1] if "/" in word.rstrip("/") else word for word in raw.split()]
     return " ".join(words)[:60]
 
 
