@@ -18,14 +18,6 @@ from slipway.config import Settings
 from slipway.host import api_server
 
 
-def test_listen_addresses() -> None:
-    assert api_server.listen_address("127.0.0.1:7000") == ("127.0.0.1", 7000)
-    assert api_server.listen_address("0.0.0.0:80") == ("0.0.0.0", 80)
-    assert api_server.listen_address(":7000") == ("0.0.0.0", 7000)
-    assert api_server.listen_address("*:7000") == ("0.0.0.0", 7000)
-    assert api_server.listen_address("[::1]:7000") == ("::1", 7000)
-
-
 def test_a_missing_optional_agent_is_none_but_a_broken_one_is_an_error(tmp_path: Path) -> None:
     assert api_server.optional_agent("slipway.host.no_such_agent", "run") is None
 

@@ -44,11 +44,13 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from slipway.config import Settings, get_settings
 from slipway.host.cooperative_flock import cooperative_flock
+from slipway.host.preflight import split_bind
 from slipway.host.sqlite_writes import serialize_writes
 
 logger = logging.getLogger("slipway.api_server")
 access_logger = logging.getLogger("slipway.access")
 
+API_PORT = 7000  # when SLIPWAY_API_BIND names no port
 RECONCILE_INTERVAL = 30.0  # seconds between reconciler passes
 REQUESTS_STOP_WAIT = 5.0  # seconds open requests (followers, websockets) get after a stop signal
 AGENTS_STOP_WAIT = 15.0  # seconds the agents get to finish their pass (a backup, a reconcile)
@@ -85,15 +87,6 @@ class AccessLogHandler(WSGIHandler):  # type: ignore[misc]  # gevent ships no ty
         access_logger.info(self.format_request())
 
 
-def listen_address(bind: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:7000`` too) as a listener address; an empty host listens on all."""
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    if host == "*":
-        host = "0.0.0.0"
-    return host, int(port)
-
-
 def make_server(settings: Settings, app: Any = None) -> WSGIServer:
     """The API's WSGI server on ``settings.api_bind`` (not yet listening)."""
     if app is None:
@@ -101,7 +94,7 @@ def make_server(settings: Settings, app: Any = None) -> WSGIServer:
 
         app = create_app(settings)
     return WSGIServer(
-        listen_address(settings.api_bind),
+        split_bind(settings.api_bind, API_PORT),
         app,
         handler_class=AccessLogHandler,
         log=None,  # AccessLogHandler logs each request itself
