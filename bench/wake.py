@@ -80,9 +80,23 @@ def running_instances(app: str | None = None, data_dir: Path | None = None) -> i
     return sum(1 for sources in mounts if any(s.startswith(prefix) for s in sources))
 
 
+# ps:sleep answers that went wrong and were tried again (status and text), for the notes.
+SLEEP_RETRIES: list[str] = []
+
+
 def put_to_sleep(platform: Platform, app: str) -> None:
-    """``ps:sleep`` and wait (bounded) until the app is shown sleeping with no container."""
+    """``ps:sleep`` and wait (bounded) until the app is shown sleeping with no container.
+
+    A 409 (a roll holds the app) or a 500 is tried again a few times and remembered in
+    SLEEP_RETRIES, so the figure says how often it happened.
+    """
     reply = platform.api("POST", f"/apps/{app}/sleep", timeout=SLEEP_TIMEOUT)
+    for _ in range(5):
+        if reply.status_code not in (409, 500):
+            break
+        SLEEP_RETRIES.append(f"{reply.status_code} {reply.text.strip()[:120]}")
+        time.sleep(1)
+        reply = platform.api("POST", f"/apps/{app}/sleep", timeout=SLEEP_TIMEOUT)
     if reply.status_code != 200:
         raise RuntimeError(f"ps:sleep of {app}: {reply.status_code} {reply.text.strip()}")
     deadline = time.monotonic() + SLEEP_TIMEOUT
@@ -319,6 +333,11 @@ def measure_density(platform: Platform, budget: Budget, work: Path, count: int) 
         )
         figure.add(f"one wake while {len(apps) - 1} others sleep (first byte)", f"{wake:.2f} s")
         figure.met = len(apps) == count and awake_max <= DENSITY_AWAKE_MAX and awake <= 1
+        if SLEEP_RETRIES:
+            figure.notes.append(
+                f"ps:sleep was tried again {len(SLEEP_RETRIES)} times: "
+                + "; ".join(sorted(set(SLEEP_RETRIES)))
+            )
     finally:
         # The apps stay: density runs last, and the platform with its data goes right after
         # (deleting hundreds of apps one by one would spend the budget for nothing).
