@@ -27,6 +27,7 @@ MB = 1024**2
 REST_LIMIT_MB = 250
 IDLE_SECONDS = 5.0
 FOLLOWERS = 100
+DEPLOY_FOLLOWERS = 20
 OPEN_TIMEOUT = 60.0  # seconds for all followers to get their first bytes
 ANSWER_LIMIT = 2.0  # seconds a listing may take while the followers are open
 FOLLOW_WAIT = 30.0  # seconds for every follower to see a new line
@@ -90,6 +91,28 @@ class Follower:
                 self.opened.set()
 
 
+def _follow_deploy_log(platform: Platform, app: str, deploy_id: int) -> list[str]:
+    """The deploy's log as DEPLOY_FOLLOWERS clients following it at once each got it."""
+    got: list[str] = []
+    path = f"/apps/{app}/deploys/{deploy_id}/log"
+
+    def one() -> None:
+        with requests.Session() as http:  # a connection of its own
+            http.trust_env = False
+            url = f"{platform.api_url}/api/v1{path}"
+            headers = {"Authorization": f"Bearer {platform.admin_token}"}
+            reply = http.get(url, headers=headers, timeout=300)
+            if reply.status_code == 200:
+                got.append(reply.text)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(DEPLOY_FOLLOWERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return got
+
+
 def _hit(platform: Platform, app: str, path: str) -> None:
     reply = platform.http_get_app(app, path)
     assert reply.status_code == 200, reply.text
@@ -131,16 +154,20 @@ def test_a_hundred_log_followers_do_not_stop_the_api(
         missing = [f for f in followers if not any(wanted in line for line in f.lines)]
         assert not missing, f"{len(missing)} of {FOLLOWERS} followers never saw {wanted!r}"
 
-        # A deploy (its build log followed to the end) goes through with the followers open.
+        # A deploy goes through with the followers open, its build log followed to the end by
+        # DEPLOY_FOLLOWERS more clients at once.
         accepted = start_deploy(platform, app, logging_app("v2"))
         assert accepted.status_code == 202, accepted.text
         deploy_id = accepted.json()["id"]
-        streamed = platform.api("GET", f"/apps/{app}/deploys/{deploy_id}/log", timeout=300)
-        assert streamed.status_code == 200
+        streamed = _follow_deploy_log(platform, app, deploy_id)
         done = wait_deploy(platform, app, deploy_id)
         assert done["state"] == "succeeded", log_of(platform, app, deploy_id)
-        assert streamed.text.strip(), "the followed build log was empty"
-        assert streamed.text.strip().splitlines()[-1] in log_of(platform, app, deploy_id)
+        whole = log_of(platform, app, deploy_id)
+        assert len(streamed) == DEPLOY_FOLLOWERS
+        # Each got the log as it grew, up to the deploy's end (the stored log may add a last word).
+        assert all(text.strip() and whole.startswith(text) for text in streamed), (
+            f"a followed build log differs from the stored one: {streamed[:2]!r} vs {whole!r}"
+        )
     finally:
         stop.set()
         for follower in followers:
