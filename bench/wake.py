@@ -59,7 +59,10 @@ def instance_ids(app: str) -> set[str]:
     client = docker.from_env()
     try:
         labels = [f"io.slipway.app={app}", "io.slipway.kind=instance"]
-        return {c.id for c in client.containers.list(all=True, filters={"label": labels})}
+        found = client.containers.list(
+            all=True, filters={"label": labels}, sparse=True, ignore_removed=True
+        )
+        return {c.id for c in found}
     finally:
         client.close()
 
@@ -70,7 +73,9 @@ def running_instances(app: str | None = None, data_dir: Path | None = None) -> i
     client = docker.from_env()
     try:
         labels = ["io.slipway.kind=instance"] + ([f"io.slipway.app={app}"] if app else [])
-        found = client.containers.list(filters={"label": labels})
+        # Sparse (the list's own fields, Mounts included), and a container removed while
+        # listed is no error: instances come and go all the time here.
+        found = client.containers.list(filters={"label": labels}, sparse=True, ignore_removed=True)
     finally:
         client.close()
     if data_dir is None:
