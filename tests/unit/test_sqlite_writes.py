@@ -3,6 +3,7 @@ handler (which would hold the whole process while the first writer cannot run to
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +83,37 @@ def test_a_rolled_back_or_returned_connection_gives_the_lock_back(engine: Engine
             assert not lock.locked()  # reads take nothing
     finally:
         remove()
+
+
+def test_a_writer_of_another_process_is_waited_for_in_the_loop(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Another connection (the worker's, in production) holds the write lock for longer than
+    # SQLite's own busy wait; only a loop that keeps running lets it commit.
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES ('worker')")
+    ticks: list[int] = []
+
+    def worker() -> None:
+        for tick in range(int(BUSY_TIMEOUT * 2 / 0.05)):
+            ticks.append(tick)
+            gevent.sleep(0.05)
+        other.execute("COMMIT")
+
+    def writer() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES ('api')"))
+
+    remove = serialize_writes(timeout=10, lock=gevent.lock.Semaphore(), pause=gevent.sleep)
+    try:
+        gevent.joinall([gevent.spawn(worker), gevent.spawn(writer)], timeout=30, raise_error=True)
+    finally:
+        remove()
+        other.close()
+    assert len(ticks) == int(BUSY_TIMEOUT * 2 / 0.05)  # the loop ran while the writer waited
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT who FROM t ORDER BY rowid")).scalars().all() == [
+            "worker",
+            "api",
+        ]

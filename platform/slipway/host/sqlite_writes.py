@@ -12,11 +12,20 @@ or its connection goes back to the pool. Reads take nothing (pysqlite opens a tr
 at the first write). Writers in other processes (the worker) still meet SQLite's busy handler:
 their transactions run on their own and end. Past the busy timeout the lock is not waited for
 any longer and SQLite decides, as before.
+
+A writer of another process (the worker) is waited for the same way: the transaction begins
+with ``BEGIN IMMEDIATE`` tried without SQLite's busy wait, again and again with a pause that
+lets the other greenlets run. Waiting inside SQLite instead could deadlock the platform: the
+worker holds the write lock while it waits for the router's lock, which a greenlet of this
+process holds around an nginx reload and could never give back while SQLite's wait holds the
+whole process (seen as a 15 s "database is locked" during a deploy).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,10 +36,37 @@ from slipway.db import SQLITE_BUSY_TIMEOUT_MS
 
 HELD = "slipway_write_lock"
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+PAUSE = 0.02  # seconds between tries for SQLite's write lock
+
+
+def begin_write(dbapi: Any, timeout: float, pause: Callable[[float], None] = time.sleep) -> bool:
+    """Begin an IMMEDIATE transaction on a pysqlite connection, trying without SQLite's busy
+    wait until ``timeout``; ``pause`` between tries (gevent's sleep in the API process). False
+    when a transaction was open already or the time ran out (SQLite then decides as before)."""
+    if not isinstance(dbapi, sqlite3.Connection) or dbapi.in_transaction:
+        return False
+    busy = dbapi.execute("PRAGMA busy_timeout").fetchone()[0]
+    dbapi.execute("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    return False
+                pause(PAUSE)
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout={int(busy)}")
 
 
 def serialize_writes(
-    timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000, lock: Any = None
+    timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
+    lock: Any = None,
+    pause: Callable[[float], None] = time.sleep,
 ) -> Callable[[], None]:
     """Make every SQLite engine of this process take one lock per write transaction.
 
@@ -44,8 +80,11 @@ def serialize_writes(
             return
         if not statement.lstrip()[:8].upper().startswith(WRITES):
             return
+        started = time.monotonic()
         if lock.acquire(timeout=timeout):
             conn.info[HELD] = True
+        # Then the database's own write lock, which a writer of another process may hold.
+        begin_write(_cursor.connection, max(0.0, timeout - (time.monotonic() - started)), pause)
 
     def release(info: dict[str, Any] | None) -> None:
         if info is not None and info.pop(HELD, False):
